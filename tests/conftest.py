@@ -1,0 +1,32 @@
+"""Shared fixtures: real-data location, offline environment, a private VEIL_HOME."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SHARED_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+
+
+@pytest.fixture
+def shared_datasets() -> Path:
+    """../shared/datasets, or skip (it is absent on a user's machine)."""
+    if not SHARED_DATASETS.is_dir():
+        pytest.skip("../shared/datasets not present")
+    return SHARED_DATASETS
+
+
+@pytest.fixture(autouse=True)
+def _isolated_veil_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test gets its own ledger; the model conversion cache stays shared."""
+    shared_cache = os.environ.get("VEIL_TEST_HOME")
+    if shared_cache:
+        monkeypatch.setenv("VEIL_HOME", shared_cache)
+    else:
+        monkeypatch.setenv("VEIL_HOME", str(tmp_path_factory.mktemp("veil_home")))
