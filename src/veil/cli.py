@@ -25,6 +25,18 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print veil's version and exit."),
+) -> None:
+    """veil: rewrite, train on and synthesise sensitive text with formal privacy guarantees."""
+    if version:
+        from veil import __version__
+
+        console.print(f"veil {__version__}")
+        raise typer.Exit()
+
+
 def _register_pipelines() -> None:
     """Attach each pipeline's commands (their modules import nothing heavy at top level)."""
     from veil import core_commands
