@@ -22,11 +22,12 @@ def shared_datasets() -> Path:
     return SHARED_DATASETS
 
 
+# Converted/built models are shared by all tests and xdist workers (a file lock guards
+# the one-time build, checksums guard its integrity); ledgers are per test.
+os.environ.setdefault("VEIL_MODEL_CACHE", str(Path.home() / ".cache" / "veil" / "models"))
+
+
 @pytest.fixture(autouse=True)
 def _isolated_veil_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test gets its own ledger; the model conversion cache stays shared."""
-    shared_cache = os.environ.get("VEIL_TEST_HOME")
-    if shared_cache:
-        monkeypatch.setenv("VEIL_HOME", shared_cache)
-    else:
-        monkeypatch.setenv("VEIL_HOME", str(tmp_path_factory.mktemp("veil_home")))
+    """Each test gets its own VEIL_HOME (so its own ledger); the model cache stays shared."""
+    monkeypatch.setenv("VEIL_HOME", str(tmp_path_factory.mktemp("veil_home")))

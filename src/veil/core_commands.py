@@ -54,6 +54,36 @@ def demo(
         stage.run_demo_stage(Path(out), seed=seed)
 
 
+def _human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GB"
+
+
+def models(
+    prepare: Annotated[list[str] | None, typer.Option(
+        help="Build/convert this model now (e.g. smollm2-135m), then list.")] = None,
+) -> None:
+    """List the offline models veil can use: name, kind, parameters, size, status."""
+    from veil.models import model_path, models_table
+
+    for name in prepare or []:
+        console.print(f"preparing {name} -> {model_path(name)}")
+    table = Table(title="veil models (offline; names resolve to local paths)")
+    for col in ("name", "kind", "parameters", "size on disk", "status"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("note")
+    for info in models_table():
+        params = f"{info.parameters / 1e6:.1f}M" if info.parameters else "-"
+        size = _human_bytes(info.size_on_disk_bytes) if info.size_on_disk_bytes else "-"
+        table.add_row(info.name, info.kind, params, size, info.status, info.note)
+    console.print(table)
+
+
 def register(app: typer.Typer) -> None:
     """Attach the core commands to ``app``."""
     app.command()(demo)
+    app.command()(models)
