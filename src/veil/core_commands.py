@@ -83,7 +83,80 @@ def models(
     console.print(table)
 
 
+LedgerOption = Annotated[Path | None, typer.Option(
+    "--ledger", help="Ledger file (default: $VEIL_HOME/ledger.db).")]
+
+
+@ledger_app.command("show")
+def ledger_show(
+    dataset: Annotated[str | None, typer.Argument(
+        help="Show the spends of one dataset (file path, label or fingerprint prefix).")] = None,
+    ledger: LedgerOption = None,
+) -> None:
+    """Print each dataset's budget, ε spent and remaining (or one dataset's spends)."""
+    from veil.privacy.ledger import Ledger
+
+    book = Ledger(ledger)
+    if dataset is not None:
+        fingerprint = book.resolve(dataset)
+        table = Table(title=f"spends on dataset {fingerprint[:12]}")
+        for col in ("id", "release", "unit", "epsilon", "delta", "accountant", "status",
+                    "created"):
+            table.add_column(col)
+        for sp in book.spends(fingerprint):
+            table.add_row(str(sp.id), sp.release, sp.unit, f"{sp.epsilon:g}", f"{sp.delta:g}",
+                          sp.accountant or "-", sp.status, sp.created)
+        console.print(table)
+        return
+    table = Table(title=f"privacy-budget ledger: {book.path}")
+    for col in ("dataset", "label", "budget ε", "spent ε", "remaining ε", "spent δ", "spends",
+                "unreleased", "units", "last spend"):
+        table.add_column(col)
+    for row in book.rows():
+        table.add_row(
+            row.fingerprint[:12], row.label or "-",
+            "-" if row.budget_epsilon is None else f"{row.budget_epsilon:g}",
+            f"{row.spent_epsilon:g}",
+            "-" if row.remaining_epsilon is None else f"{row.remaining_epsilon:g}",
+            f"{row.spent_delta:g}", str(row.n_spends), str(row.n_unreleased),
+            ",".join(row.units) or "-", row.last_spend or "-",
+        )
+    console.print(table)
+
+
+@ledger_app.command("set-budget")
+def ledger_set_budget(
+    dataset: Annotated[str, typer.Argument(
+        help="Dataset: a file path (fingerprinted), a label or a fingerprint.")],
+    epsilon: Annotated[str, typer.Argument(help="Total ε allowed for this dataset, or 'none'.")],
+    label: Annotated[str | None, typer.Option(help="A name to show for this dataset.")] = None,
+    ledger: LedgerOption = None,
+) -> None:
+    """Set a dataset's total privacy budget; later releases beyond it are refused (exit 3)."""
+    from veil.errors import BadInput
+    from veil.privacy.ledger import Ledger
+
+    book = Ledger(ledger)
+    if epsilon.lower() in ("none", "inf", "unlimited"):
+        limit = None
+    else:
+        try:
+            limit = float(epsilon)
+        except ValueError:
+            raise BadInput(f"budget must be a number or 'none', got {epsilon!r}") from None
+        if not limit >= 0:
+            raise BadInput(f"budget must be >= 0, got {epsilon!r}")
+    if label is None and Path(dataset).is_file():
+        label = Path(dataset).name
+    fingerprint = book.resolve(dataset)
+    book.set_budget(fingerprint, limit, label=label)
+    spent = book.spent(fingerprint)
+    shown = "no limit" if limit is None else f"{limit:g}"
+    console.print(f"dataset {fingerprint[:12]}: budget {shown}, spent {spent:g}")
+
+
 def register(app: typer.Typer) -> None:
     """Attach the core commands to ``app``."""
     app.command()(demo)
     app.command()(models)
+    app.add_typer(ledger_app, name="ledger")
