@@ -14,11 +14,11 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -83,7 +83,9 @@ def package_versions(names: tuple[str, ...] = (
     return out
 
 
-def run_record(config: dict[str, Any], seed: int | None, timings: dict[str, float]) -> dict[str, Any]:
+def run_record(
+    config: dict[str, Any], seed: int | None, timings: dict[str, float]
+) -> dict[str, Any]:
     """The content of ``run.json``: config, versions, seed, timings, platform."""
     return {
         "config": config,

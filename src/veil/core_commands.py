@@ -20,17 +20,17 @@ ledger_app = typer.Typer(help="The privacy-budget ledger: what each dataset has 
 
 
 def demo(
-    out: Annotated[Path, typer.Option(help="Folder for the demo corpus and the runs on it.")] = Path(
+    out: Annotated[Path, typer.Option(help="Folder for the corpus and the runs on it.")] = Path(
         "veil-demo"),
     reports: Annotated[int, typer.Option(help="Number of synthetic reports.")] = 600,
     sites: Annotated[int, typer.Option(help="Number of sites the corpus is split across.")] = 4,
-    split: Annotated[str, typer.Option(help="iid or dirichlet (label-skewed sites).")] = "dirichlet",
-    alpha: Annotated[float, typer.Option(help="Dirichlet concentration (smaller = more skew).")] = 0.5,
-    corpus_only: Annotated[bool, typer.Option(help="Only write the corpus; run no pipeline.")] = False,
+    split: Annotated[str, typer.Option(help="iid or dirichlet (label skew).")] = "dirichlet",
+    alpha: Annotated[float, typer.Option(help="Dirichlet concentration (small = skewed).")] = 0.5,
+    corpus_only: Annotated[bool, typer.Option(help="Write the corpus; run no pipeline.")] = False,
     seed: Annotated[int, typer.Option(help="Seed for the corpus and every demo run.")] = 0,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
 ) -> None:
-    """Write a seeded synthetic radiology corpus (fake PHI, multi-site) and run each pipeline on it."""
+    """Write a seeded synthetic radiology corpus (fake PHI, multi-site) and run each pipeline."""
     from veil.demo import write_demo_corpus
 
     set_quiet(quiet)

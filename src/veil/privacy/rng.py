@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import secrets
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 
 def make_rng(seed: int | None = None, *, secure: bool = False) -> np.random.Generator:
@@ -19,7 +23,7 @@ def make_rng(seed: int | None = None, *, secure: bool = False) -> np.random.Gene
     return np.random.default_rng(seed)
 
 
-def make_torch_generator(seed: int | None = None, *, secure: bool = False) -> "torch.Generator":  # noqa: F821
+def make_torch_generator(seed: int | None = None, *, secure: bool = False) -> torch.Generator:
     """A ``torch.Generator`` seeded like :func:`make_rng`."""
     import torch
 
