@@ -28,6 +28,8 @@ os.environ.setdefault("VEIL_MODEL_CACHE", str(Path.home() / ".cache" / "veil" / 
 
 
 @pytest.fixture(autouse=True)
-def _isolated_veil_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_veil_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Each test gets its own VEIL_HOME (so its own ledger); the model cache stays shared."""
     monkeypatch.setenv("VEIL_HOME", str(tmp_path_factory.mktemp("veil_home")))
