@@ -6,8 +6,8 @@ tell a name from a word. These lists let the recognizers ask instead:
 * **names** — first and last names from the ``names-dataset`` package, kept
   when reasonably frequent (rank within the US or within any country). Loading
   that package takes ~13 s and ~2 GB, so the first use extracts a compact
-  frequency-filtered list into ``veil_home()/phi/`` (under a file lock) and every
-  later use reads that file (well under a second).
+  frequency-filtered list into ``<model cache>/phi/`` (``$VEIL_MODEL_CACHE``, default
+  ``veil_home()/models``; under a file lock) and every later use reads that file.
 * **common words** — lowercase headwords of Webster's 2nd (``english-words``)
   that WordNet (the spaCy model's lemma index) also lists, plus stop words and
   regular inflections. A name that is also a common word ("Bell", "Rose",
@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from veil._env import veil_home
 from veil.artifacts import atomic_write_text
 
 NAMES_CACHE_VERSION = 1
@@ -177,8 +176,10 @@ class NameLexicon:
 
 
 def names_cache_path() -> Path:
-    """Where the compact name list lives: ``veil_home()/phi/names_v<N>.json``."""
-    return veil_home() / "phi" / f"names_v{NAMES_CACHE_VERSION}.json"
+    """The filtered name list, cached beside the converted models (shared, built once)."""
+    from veil.models import model_cache_dir
+
+    return model_cache_dir() / "phi" / f"names_v{NAMES_CACHE_VERSION}.json"
 
 
 def _rank_table(raw: Mapping[str, Mapping[str, object]]) -> dict[str, list[int]]:
