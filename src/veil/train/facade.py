@@ -1,0 +1,351 @@
+"""The train pipeline's public entry points: :func:`train`, :func:`evaluate`, :func:`predict`.
+
+:func:`train` fine-tunes a classifier with DP-SGD (record-level (ε, δ)-DP of
+the released weights: adding or removing one training record changes the
+distribution of the weights by at most e^ε, up to δ) and writes the output
+folder atomically: it is built in a hidden temporary sibling, the spend is
+recorded in the budget ledger, and only then is it renamed into place.
+
+Other tools (``veil sweep``, ``veil label``) build on these functions; their
+signatures are kept stable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from veil.errors import BadInput
+from veil.privacy.report import PrivacyReport
+from veil.progress import info, set_quiet
+from veil.train.config import TrainConfig
+from veil.train.loop import FitResult
+
+__all__ = ["EvalResult", "Predictions", "TextPredictions", "TrainConfig", "TrainResult",
+           "evaluate", "predict", "predict_texts", "train"]
+
+_PREFIX_MEMO: dict[tuple[Any, ...], Any] = {}
+
+
+@dataclass
+class EvalResult:
+    """Metrics of a classifier on labelled records, with the per-record arrays behind them.
+
+    ``y_true``, ``y_pred`` and ``scores`` are (n, L) arrays aligned with ``ids``
+    (one-hot rows for multi-class), for paired comparisons between models.
+    """
+
+    metrics: dict[str, Any]
+    labels: list[str]
+    multi_label: bool
+    ids: list[str]
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    scores: np.ndarray
+    n_cut: int = 0
+
+    @property
+    def weighted_f1(self) -> float:
+        """Point estimate of the weighted F1."""
+        return float(self.metrics["weighted_f1"]["value"])
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` released and measured."""
+
+    out: Path
+    privacy: PrivacyReport
+    fit: FitResult
+    evaluation: EvalResult
+    eval_split: str
+    thresholds: dict[str, Any]
+    max_length: int
+    n_cut: int
+    data: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def epsilon(self) -> float:
+        """ε of the released weights per training record (inf: non-private)."""
+        return self.privacy.epsilon
+
+    @property
+    def delta(self) -> float:
+        """δ of the guarantee."""
+        return self.privacy.delta
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """The content of metrics.json."""
+        return self.evaluation.metrics
+
+    @property
+    def weighted_f1(self) -> float:
+        """Weighted F1 on the evaluation split (test if any, else validation)."""
+        return self.evaluation.weighted_f1
+
+
+@dataclass
+class Predictions:
+    """Predicted labels and probabilities per record."""
+
+    ids: list[str]
+    labels: list[str]
+    scores: np.ndarray
+    predicted: np.ndarray
+    n_cut: int = 0
+
+    def records(self) -> list[dict[str, Any]]:
+        """One JSON-ready record per input row: id, predicted labels, probability per label."""
+        out = []
+        for i, rid in enumerate(self.ids):
+            out.append({"id": rid,
+                        "labels": [lab for lab, p in zip(self.labels, self.predicted[i],
+                                                         strict=True) if p],
+                        "scores": {lab: round(float(s), 6)
+                                   for lab, s in zip(self.labels, self.scores[i], strict=True)}})
+        return out
+
+
+@dataclass
+class TextPredictions:
+    """Probabilities and decisions of a saved model for a list of texts (rows aligned)."""
+
+    labels: list[str]
+    probabilities: np.ndarray
+    predictions: np.ndarray
+    multi_label: bool
+    n_cut: int = 0
+
+
+def _prefix(model: Any, enc: Any, key: tuple[Any, ...], first_only: bool, what: str) -> None:
+    """Attach cached prefix states, reusing the last computation for identical inputs."""
+    from veil.train.features import attach_prefix
+
+    full_key = (*key, first_only, hash(tuple(tuple(w) for ws in enc.windows for w in ws)))
+    if full_key in _PREFIX_MEMO:
+        enc.prefix = _PREFIX_MEMO[full_key]
+        return
+    attach_prefix(model, enc, progress=f"encoding {what}", first_only=first_only)
+    if len(_PREFIX_MEMO) >= 3:
+        _PREFIX_MEMO.pop(next(iter(_PREFIX_MEMO)))
+    _PREFIX_MEMO[full_key] = enc.prefix
+
+
+def _validator(enc: Any, y: np.ndarray, multi_label: bool, pool: str) -> Callable[[Any], dict]:
+    from veil.train.evaluate import decide
+    from veil.train.features import score
+    from veil.train.metrics import _f1
+
+    onehot = y if multi_label else np.eye(int(y.max()) + 1 if len(y) else 1)[y]
+
+    def validate(model: Any) -> dict[str, float]:
+        probs = score(model, enc, multi_label, pool)
+        p = np.clip(probs, 1e-7, 1 - 1e-7)
+        n_labels = probs.shape[1]
+        yy = onehot if onehot.shape[1] == n_labels else np.eye(n_labels)[y]
+        if multi_label:
+            loss = float(-(yy * np.log(p) + (1 - yy) * np.log(1 - p)).mean())
+            rule = {"rule": "fixed", "thresholds": None}
+            pred = (probs >= 0.5).astype(float)
+        else:
+            loss = float(-np.log(p[np.arange(len(y)), y]).mean())
+            rule = {"rule": "argmax"}
+            pred = decide(probs, rule, [])
+        tp = (yy * pred).sum(0)
+        f1 = _f1(tp, ((1 - yy) * pred).sum(0), (yy * (1 - pred)).sum(0))
+        support = yy.sum(0)
+        wf1 = float((f1 * support).sum() / support.sum()) if support.sum() else 0.0
+        return {"val_loss": loss, "val_weighted_f1": wf1}
+
+    return validate
+
+
+def train(config: TrainConfig, *,
+          on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None) -> TrainResult:
+    """Fine-tune a classifier on ``config.data`` and write ``config.out``.
+
+    Args:
+        config: the run's options; ``config.epsilon`` is the record-level ε of the
+            released weights (inf: non-private).
+        on_epoch_end: called after each epoch's checkpoint with ``(epoch, curve point)``.
+
+    Raises:
+        BadInput: invalid options or data (nothing is written).
+        BudgetRefused: the ledger's budget for this dataset would be exceeded
+            (checked before training, and again when the spend is recorded).
+    """
+    from veil.artifacts import Timer
+    from veil.models import resolve
+    from veil.privacy.ledger import Ledger
+    from veil.train.data import prepare_data
+
+    set_quiet(config.quiet)
+    timer = Timer()
+    resolve(config.model)
+    with timer("read"):
+        data = prepare_data(config)
+    if data.val is None and data.test is None:
+        raise BadInput("no held-out records: give --val-frac > 0, --val, --test-frac or --test")
+    ledger = Ledger(config.ledger)
+    ledger.check(data.fingerprint, config.epsilon)
+    return _train(config, data, ledger, timer, on_epoch_end)
+
+
+def _train(config: TrainConfig, data: Any, ledger: Any, timer: Any,
+           on_epoch_end: Callable[[int, dict[str, Any]], None] | None) -> TrainResult:
+    from veil.models import load_tokenizer
+    from veil.privacy.rng import make_rng
+    from veil.train import evaluate as ev
+    from veil.train.checkpoint import Checkpointer
+    from veil.train.classifier import build_classifier
+    from veil.train.data import choose_max_length
+    from veil.train.features import encode, score, token_ids, uses_prefix
+    from veil.train.loop import fit, targets
+    from veil.train.metrics import classification_metrics
+    from veil.train.release import write_release
+
+    space = data.space
+    with timer("model"):
+        tokenizer = load_tokenizer(config.model)
+        model = build_classifier(
+            config.model, len(space.names), adapter=config.adapter,
+            multi_label=space.multi_label, pooling=config.pooling, lora_r=config.lora_r,
+            lora_alpha=config.alpha, lora_targets=config.lora_targets,
+            lora_layers=config.lora_layers, seed=config.seed)
+    from veil.train.classifier import core
+
+    inner = core(model)
+    model_max = int(min(tokenizer.model_max_length, inner.config.max_position_embeddings))
+    chunk = config.long_docs == "chunk"
+    with timer("tokenize"):
+        ids = token_ids(tokenizer, data.train.texts)
+        lengths = [len(x) + 2 for x in ids]
+        max_length = config.max_length or choose_max_length(lengths, config.coverage, model_max)
+        if max_length > model_max:
+            info(f"--max-length {max_length} exceeds the model's {model_max}: using {model_max}")
+            max_length = model_max
+        enc_train = encode(tokenizer, ids, max_length, False)
+        held = {name: encode(tokenizer, token_ids(tokenizer, part.texts), max_length, chunk)
+                for name, part in (("validation", data.val), ("test", data.test))
+                if part is not None}
+    n_cut = enc_train.n_cut
+    info(f"max_length {max_length} tokens: {n_cut} of {len(enc_train)} training documents "
+         f"({100 * n_cut / len(enc_train):.1f}%) are longer"
+         + (" (training uses their first window; prediction pools all windows)" if chunk
+            else " and were cut"))
+    if uses_prefix(model):
+        with timer("encode"):
+            key = (config.model, inner.start_layer, max_length)
+            _prefix(model, enc_train, key, True, "training split")
+            for name, enc in held.items():
+                _prefix(model, enc, key, False, f"{name} split")
+    examples = list(zip((enc_train.first(i) for i in range(len(enc_train))),
+                        targets(data.train.y), strict=True))
+    validate = None
+    if data.val is not None:
+        validate = _validator(held["validation"], data.val.y, space.multi_label,
+                              config.chunk_pool)
+    checkpointer = Checkpointer(config.out, config.fingerprint(), data.fingerprint)
+    with timer("train"):
+        result = fit(model, examples, config, validate=validate, checkpointer=checkpointer,
+                     on_epoch_end=on_epoch_end)
+    with timer("evaluate"):
+        if data.val is not None:
+            val_probs = score(model, held["validation"], space.multi_label, config.chunk_pool)
+            rule = ev.tune_thresholds(val_probs, space.onehot(data.val.y), space.names,
+                                      config.thresholds, space.multi_label)
+        else:
+            rule = ev.tune_thresholds(np.zeros((0, len(space.names))), np.zeros((0, 0)),
+                                      space.names, "fixed", space.multi_label)
+        split = "test" if data.test is not None else "validation"
+        part = data.test if data.test is not None else data.val
+        probs = score(model, held[split], space.multi_label, config.chunk_pool)
+        y_true = space.onehot(part.y)
+        y_pred = ev.decide(probs, rule, space.names)
+        metrics = classification_metrics(y_true, y_pred, probs, space.names,
+                                         make_rng(config.seed), multi_label=space.multi_label,
+                                         n_boot=config.n_boot)
+        metrics["split"] = split
+    evaluation = EvalResult(metrics, list(space.names), space.multi_label, list(part.ids),
+                            y_true, y_pred, probs, held[split].n_cut)
+    out = write_release(config, model, tokenizer, data, result, evaluation, rule, ledger,
+                        max_length=max_length, n_cut=n_cut, timer=timer)
+    checkpointer.clear()
+    info(f"weighted F1 ({split}) {evaluation.weighted_f1:.4f}; ε = {out.epsilon:.4g} "
+         f"-> {config.out}")
+    return TrainResult(config.out, out, result, evaluation, split, rule, max_length, n_cut,
+                       data.summary(), dict(timer.timings))
+
+
+def _labelled(model_dir: str | Path, data: str | Path, text_col: str, label_col: str | None,
+              label_sep: str | None, id_col: str | None) -> tuple[Any, Any]:
+    from veil.io import read_corpus
+    from veil.train.bundle import load_model
+
+    loaded = load_model(model_dir)
+    corpus = read_corpus(data, text_cols=text_col, label_col=label_col, label_sep=label_sep,
+                         id_col=id_col, require_labels=label_col is not None
+                         and not loaded.multi_label)
+    return loaded, corpus
+
+
+def predict(model_dir: str | Path, data: str | Path, *, text_col: str = "text",
+            id_col: str | None = None) -> Predictions:
+    """Predict labels for every record of ``data`` with a saved model (no budget is spent)."""
+    loaded, corpus = _labelled(model_dir, data, text_col, None, None, id_col)
+    probs, n_cut = loaded.scores(corpus.texts)
+    return Predictions(list(corpus.ids), loaded.labels, probs, loaded.decide(probs), n_cut)
+
+
+def predict_texts(model_dir: str | Path, texts: list[str]) -> TextPredictions:
+    """Score in-memory texts with a saved model (e.g. as a teacher); no budget is spent.
+
+    The texts are processed exactly as :func:`predict` processes a file's rows.
+    """
+    from veil.train.bundle import load_model
+
+    loaded = load_model(model_dir)
+    probs, n_cut = loaded.scores(list(texts))
+    return TextPredictions(loaded.labels, probs, loaded.decide(probs), loaded.multi_label, n_cut)
+
+
+def evaluate(model_dir: str | Path, data: str | Path, *, text_col: str = "text",
+             label_col: str = "label", label_sep: str | None = None, id_col: str | None = None,
+             n_boot: int = 1000, seed: int = 0) -> EvalResult:
+    """Metrics (with 95% bootstrap CIs) of a saved model on labelled records.
+
+    Labels outside the model's label set are ignored (multi-label) or their
+    records left out (multi-class); both are counted in an info line.
+    """
+    from veil.privacy.rng import make_rng
+    from veil.train.data import LabelSpace
+    from veil.train.metrics import classification_metrics
+
+    loaded, corpus = _labelled(model_dir, data, text_col, label_col, label_sep, id_col)
+    space = LabelSpace(tuple(loaded.labels), loaded.multi_label)
+    y = space.encode(corpus.labels)
+    keep = np.arange(len(corpus.texts))
+    if not space.multi_label:
+        keep = np.flatnonzero(y >= 0)
+        if len(keep) == 0:
+            raise BadInput("no record carries one of the model's labels", path=data)
+        if len(keep) < len(y):
+            info(f"{len(y) - len(keep)} record(s) with labels outside the model's set left out")
+    else:
+        unknown = sum(lab not in space.names for row in corpus.labels for lab in row)
+        if unknown:
+            info(f"{unknown} label occurrence(s) outside the model's label set ignored")
+    probs, n_cut = loaded.scores([corpus.texts[i] for i in keep])
+    y_true = space.onehot(y[keep])
+    y_pred = loaded.decide(probs)
+    metrics = classification_metrics(y_true, y_pred, probs, loaded.labels, make_rng(seed),
+                                     multi_label=space.multi_label, n_boot=n_boot)
+    metrics["split"] = str(Path(data).name)
+    return EvalResult(metrics, loaded.labels, space.multi_label,
+                      [corpus.ids[i] for i in keep], y_true, y_pred, probs, n_cut)

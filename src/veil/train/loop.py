@@ -1,0 +1,254 @@
+"""The training loop: DP-SGD through :class:`veil.privacy.dpsgd.DPTrainer`, or plain AdamW.
+
+With finite ε every step is a DP-SGD step of the shared engine: Poisson
+sampling at rate ``q = batch_size / n``, each record's gradient clipped to
+``clip``, Gaussian noise ``σ · clip`` added to the sum. σ is calibrated before
+the first step so that the planned ``epochs · round(n / batch_size)`` steps end
+at the target ε (PRV accountant; RDP when asked, or when PRV cannot certify
+the target — PRV is unreliable above ε ≈ 10). ε protects each *training
+record* (add/remove one row). With ε = ∞ the same model trains with ordinary
+shuffled mini-batches and no clipping or noise.
+
+Every epoch ends with a checkpoint; ``resume_state`` continues a run exactly
+(same batches, same noise, same accountant history), so the final ε equals
+that of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from veil.privacy import accounting
+from veil.privacy.rng import make_torch_generator
+from veil.progress import info, make_progress
+from veil.train.checkpoint import Checkpointer
+from veil.train.classifier import pad, pad_states
+from veil.train.config import TrainConfig
+
+Example = tuple[Any, Any]
+Validate = Callable[[nn.Module], dict[str, float]]
+EpochHook = Callable[[int, dict[str, Any]], None]
+
+
+@dataclass
+class FitResult:
+    """What the loop did, and the privacy it spent (per training record)."""
+
+    steps: int
+    epochs: int
+    n_train: int
+    sample_rate: float
+    noise_multiplier: float
+    delta: float
+    accountant: str
+    epsilon: float
+    epsilon_rdp: float | None
+    epsilon_prv: float | None
+    curve: list[dict[str, float]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def collate(items: list[Example]) -> dict[str, Tensor]:
+    """Pad a list of ``(window ids | cached states, target)`` into a batch."""
+    xs = [x for x, _ in items]
+    batch = pad_states(xs) if isinstance(xs[0], Tensor) else pad(xs)
+    batch["labels"] = torch.stack([torch.as_tensor(y) for _, y in items])
+    return batch
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """``round(n / batch_size)``, at least 1: one expected pass over the records."""
+    return max(1, round(n / batch_size))
+
+
+def calibrate(config: TrainConfig, n: int, delta: float) -> tuple[float, str, list[str]]:
+    """σ for the planned steps, the accountant that certifies it, and notes.
+
+    Raises:
+        ValueError: neither PRV nor RDP can reach the target ε.
+    """
+    q = config.batch_size / n
+    total = config.epochs * steps_per_epoch(n, config.batch_size)
+    if config.accountant == "prv":
+        try:
+            sigma = accounting.calibrate_noise_multiplier(config.epsilon, delta, q, total, "prv")
+            return sigma, "prv", []
+        except (ValueError, RuntimeError, OverflowError) as exc:
+            note = (f"PRV could not calibrate ε = {config.epsilon:g} ({type(exc).__name__}); "
+                    "noise calibrated and ε certified with the RDP accountant instead")
+            info(note)
+            sigma = accounting.calibrate_noise_multiplier(config.epsilon, delta, q, total, "rdp")
+            return sigma, "rdp", [note]
+    return accounting.calibrate_noise_multiplier(config.epsilon, delta, q, total, "rdp"), "rdp", []
+
+
+def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+
+
+def _epoch_end(epoch: int, step: int, eps: float, validate: Validate | None, model: nn.Module,
+               curve: list[dict[str, float]]) -> None:
+    point = {"epoch": float(epoch), "step": float(step), "epsilon": eps}
+    if validate is not None:
+        point.update(validate(model))
+    curve.append(point)
+    shown = ", ".join(f"{k} {v:.4g}" for k, v in point.items() if k not in ("epoch", "step"))
+    info(f"epoch {epoch}: {shown}")
+
+
+def fit(
+    model: nn.Module,
+    examples: list[Example],
+    config: TrainConfig,
+    *,
+    validate: Validate | None = None,
+    checkpointer: Checkpointer | None = None,
+    on_epoch_end: EpochHook | None = None,
+) -> FitResult:
+    """Train ``model`` on ``examples`` (one per training record) for ``config.epochs``.
+
+    Args:
+        model: the classifier with its trainable weights selected.
+        examples: ``(window ids or cached states, target)`` per training record.
+        config: the run's options (ε, δ, batch, clip, lr, epochs, seed, ...).
+        validate: per-epoch validation figures for the curve (held-out records).
+        checkpointer: where epoch checkpoints go; resumed when ``config.resume``.
+        on_epoch_end: called with ``(epoch, curve point)`` after each checkpoint.
+    """
+    n = len(examples)
+    delta = config.delta if config.delta is not None else accounting.default_delta(n)
+    state = checkpointer.load() if (checkpointer is not None and config.resume) else None
+    if config.resume:
+        info("resuming from the last checkpoint" if state else "no checkpoint found: "
+             "starting from the first epoch")
+    torch.manual_seed(config.seed)  # dropout
+    if config.private:
+        return _fit_dp(model, examples, config, delta, state, validate, checkpointer,
+                       on_epoch_end)
+    return _fit_plain(model, examples, config, delta, state, validate, checkpointer, on_epoch_end)
+
+
+def _fit_dp(model: nn.Module, examples: list[Example], config: TrainConfig, delta: float,
+            state: dict[str, Any] | None, validate: Validate | None,
+            checkpointer: Checkpointer | None, hook: EpochHook | None) -> FitResult:
+    from veil.privacy.dpsgd import DPConfig, DPTrainer, classification_loss
+
+    n = len(examples)
+    q = config.batch_size / n
+    if state is not None:
+        sigma, acc, notes = state["noise_multiplier"], state["accountant"], state["notes"]
+    else:
+        sigma, acc, notes = calibrate(config, n, delta)
+    mode = "hooks" if config.adapter == "full" else "lora-fast"
+    dp = DPConfig(noise_multiplier=sigma, max_grad_norm=config.clip, sample_rate=q,
+                  dataset_size=n, accountant=acc, grad_sample_mode=mode,  # type: ignore[arg-type]
+                  secure=config.secure, seed=config.seed)
+    task = "multi_label" if config.multi_label else "single_label"
+    trainer = DPTrainer(model, _optimizer(model, config), dp,
+                        classification_loss(task))  # type: ignore[arg-type]
+    curve: list[dict[str, float]] = []
+    first = 0
+    if state is not None:
+        trainer.load_state_dict(state["trainer"])
+        torch.set_rng_state(state["torch_rng"])
+        curve, first = list(state["curve"]), int(state["epoch"])
+    per_epoch = steps_per_epoch(n, config.batch_size)
+    info(f"DP-SGD: n = {n}, q = {q:.4g}, σ = {sigma:.4g}, C = {config.clip:g}, "
+         f"{config.epochs * per_epoch} steps, target ε = {config.epsilon:g}, δ = {delta:.3g} "
+         f"({acc.upper()})")
+    try:
+        for epoch in range(first + 1, config.epochs + 1):
+            loader = trainer.make_loader(examples, collate_fn=collate,  # type: ignore[arg-type]
+                                         steps=per_epoch)
+            with make_progress() as bar:
+                task_id = bar.add_task(f"epoch {epoch}/{config.epochs}", total=per_epoch)
+                for batch in loader:
+                    trainer.step(batch)
+                    bar.advance(task_id)
+            eps = trainer.epsilon(delta)
+            _epoch_end(epoch, trainer.steps_taken, eps, validate, model, curve)
+            if checkpointer is not None:
+                checkpointer.save({"epoch": epoch, "trainer": trainer.state_dict(),
+                                   "torch_rng": torch.get_rng_state(), "curve": curve,
+                                   "noise_multiplier": sigma, "accountant": acc,
+                                   "notes": notes})
+            if hook is not None:
+                hook(epoch, dict(curve[-1]))
+        eps_rdp = trainer.epsilon(delta, "rdp")
+        try:
+            eps_prv: float | None = trainer.epsilon(delta, "prv")
+        except (ValueError, RuntimeError, OverflowError):
+            eps_prv = None
+        return FitResult(steps=trainer.steps_taken, epochs=config.epochs, n_train=n,
+                         sample_rate=q, noise_multiplier=sigma, delta=delta, accountant=acc,
+                         epsilon=trainer.epsilon(delta), epsilon_rdp=eps_rdp,
+                         epsilon_prv=eps_prv, curve=curve, notes=list(notes))
+    finally:
+        trainer.close()
+
+
+def _fit_plain(model: nn.Module, examples: list[Example], config: TrainConfig, delta: float,
+               state: dict[str, Any] | None, validate: Validate | None,
+               checkpointer: Checkpointer | None, hook: EpochHook | None) -> FitResult:
+    import torch.nn.functional as F
+
+    n = len(examples)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = _optimizer(model, config)
+    gen = make_torch_generator(config.seed)
+    curve: list[dict[str, float]] = []
+    first, steps = 0, 0
+    if state is not None:
+        with torch.no_grad():
+            for p, saved in zip(params, state["weights"], strict=True):
+                p.copy_(saved)
+        opt.load_state_dict(state["optimizer"])
+        gen.set_state(state["shuffle_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        curve, first, steps = list(state["curve"]), int(state["epoch"]), int(state["steps"])
+    per_epoch = math.ceil(n / config.batch_size)
+    info(f"non-private training (ε = ∞): n = {n}, batch {config.batch_size}, "
+         f"{config.epochs * per_epoch} steps")
+    for epoch in range(first + 1, config.epochs + 1):
+        order = torch.randperm(n, generator=gen).tolist()
+        model.train()
+        with make_progress() as bar:
+            task_id = bar.add_task(f"epoch {epoch}/{config.epochs}", total=per_epoch)
+            for s in range(0, n, config.batch_size):
+                batch = collate([examples[i] for i in order[s:s + config.batch_size]])
+                labels = batch.pop("labels")
+                logits = model(**batch).logits
+                if config.multi_label:
+                    loss = F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+                else:
+                    loss = F.cross_entropy(logits, labels)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                steps += 1
+                bar.advance(task_id)
+        _epoch_end(epoch, steps, math.inf, validate, model, curve)
+        if checkpointer is not None:
+            checkpointer.save({"epoch": epoch, "steps": steps, "curve": curve,
+                               "weights": [p.detach().clone() for p in params],
+                               "optimizer": opt.state_dict(), "shuffle_rng": gen.get_state(),
+                               "torch_rng": torch.get_rng_state()})
+        if hook is not None:
+            hook(epoch, dict(curve[-1]))
+    return FitResult(steps=steps, epochs=config.epochs, n_train=n,
+                     sample_rate=min(1.0, config.batch_size / n), noise_multiplier=0.0,
+                     delta=0.0, accountant="none", epsilon=math.inf, epsilon_rdp=None,
+                     epsilon_prv=None, curve=curve)
+
+
+def targets(y: np.ndarray) -> list[Tensor]:
+    """Per-record target tensors (float rows for multi-label, class ids for multi-class)."""
+    return [torch.as_tensor(v) for v in y]
