@@ -59,7 +59,65 @@ def pii(
     info(f"{len(records)} documents, {n_spans} PHI spans -> {out}")
 
 
+def privatize(
+    data: Annotated[Path, typer.Argument(help="Corpus: .csv, .tsv, .jsonl, .parquet or .txt.")],
+    out: Annotated[Path, typer.Option(
+        "--out", help="Released file OUT.jsonl (.csv/.parquet); also writes "
+        "OUT.privacy.json, OUT.report.jsonl and OUT.run.json.")],
+    text_col: Annotated[str | None, typer.Option(
+        "--text-col", help="Text column(s), comma-separated (default: 'text').")] = None,
+    id_col: Annotated[str | None, typer.Option(
+        "--id-col", help="Id column kept in the output (default: row number).")] = None,
+    task: Annotated[str | None, typer.Option(
+        "--task", help="Task text shared by all documents (decides task importance).")] = None,
+    query_col: Annotated[str | None, typer.Option(
+        "--query-col", help="Column with a per-document task/query (instead of --task).")] = None,
+    epsilon: Annotated[float, typer.Option(
+        "--epsilon", help="Base per-token ε (metric LDP, unit: token); group ε = ε × budget.")
+    ] = 100.0,
+    budgets: Annotated[str | None, typer.Option(
+        "--budgets", help="G1:G2:G3:G4 multipliers of --epsilon (default 2:1:4:3; 0 masks, "
+        "inf keeps verbatim).")] = None,
+    group_eps: Annotated[str | None, typer.Option(
+        "--group-eps", help="Explicit per-group ε g1,g2,g3,g4 (overrides --epsilon/--budgets).")
+    ] = None,
+    tau: Annotated[float, typer.Option(
+        "--tau", help="Importance threshold on cos(token, task) in [-1, 1].")] = 0.5,
+    mechanism: Annotated[str, typer.Option(
+        "--mechanism", help="polar (STAMP), laplace, dchi or exponential.")] = "polar",
+    uniform: Annotated[bool, typer.Option(
+        "--uniform", help="Baseline: one ε for all tokens, matched to STAMP's mean ε.")] = False,
+    embeddings: Annotated[str, typer.Option(
+        "--embeddings", help="minilm, smollm2-135m or a local model folder.")] = "minilm",
+    kappa_scale: Annotated[str, typer.Option(
+        "--kappa-scale", help="paper (κ = ε) or code (κ = ε/π, the reference code).")] = "paper",
+    decode_any: Annotated[bool, typer.Option(
+        "--decode-any", help="Let word-initial and continuation pieces decode to either.")
+    ] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Noise seed (ignored with --secure).")] = 0,
+    secure: Annotated[bool, typer.Option(
+        "--secure", help="Seed the noise from the OS entropy pool (use for real releases).")
+    ] = False,
+    explain: Annotated[Path | None, typer.Option(
+        "--explain", help="Write an HTML page with the ORIGINAL text beside the released one.")
+    ] = None,
+    ledger: Annotated[Path | None, typer.Option(
+        "--ledger", help="Budget ledger (default $VEIL_HOME/ledger.db).")] = None,
+    log_text: Annotated[bool, typer.Option(
+        "--log-text", help="Allow raw text in logs (off by default: PHI).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars or summary.")] = False,
+) -> None:
+    """Rewrite texts with STAMP: per-token metric LDP, budget spent where the task needs it."""
+    from veil.privatize.cli_run import privatize_main
+
+    privatize_main(data, out, text_col=text_col, id_col=id_col, task=task, query_col=query_col,
+                   epsilon=epsilon, budgets=budgets, group_eps=group_eps, tau=tau,
+                   mechanism=mechanism, uniform=uniform, embeddings=embeddings,
+                   kappa_scale=kappa_scale, decode_any=decode_any, seed=seed, secure=secure,
+                   explain=explain, ledger=ledger, log_text=log_text, quiet=quiet)
+
 
 def register(app: typer.Typer) -> None:
     """Attach the privatize pipeline's commands to the ``veil`` app."""
     app.command("pii")(pii)
+    app.command("privatize")(privatize)
