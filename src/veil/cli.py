@@ -61,7 +61,9 @@ def run(argv: Sequence[str] | None = None) -> int:
         result = app(args=list(argv) if argv is not None else None, standalone_mode=False,
                      prog_name="veil")
     except VeilError as err:
-        console.print(f"veil: error: {err}", style="red", highlight=False, markup=False)
+        # one line, never wrapped (scripts grep it); no traceback for user mistakes
+        message = " ".join(str(err).split())
+        sys.stderr.write(f"veil: error: {message}\n")
         return err.exit_code
     except click.exceptions.ClickException as err:
         err.show()
