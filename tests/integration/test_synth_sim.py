@@ -194,3 +194,16 @@ def test_cli_split_then_synth_without_noise(tmp_path: Path) -> None:
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert not metrics["refined"] and metrics["n_candidates"] == metrics["n_synthetic"] == 6
     assert math.isinf(float(metrics["sites"]["site_0"]["epsilon"]))
+
+
+def test_flower_simulation_engine_runs_the_same_app(tmp_path: Path) -> None:
+    """The Flower simulation runtime (Ray backend): one virtual SuperNode per site."""
+    make_sites(tmp_path / "sites", per_site=16)
+    out = tmp_path / "out"
+    summary = synthesize(tmp_path / "sites", out, tiny_config(samples=8), strong=1,
+                         engine="flower", fail_at={"site_2": "vote"})
+    assert summary.n_synthetic == 8 and summary.failed_sites == {"site_2": "vote"}
+    assert summary.refined
+    assert json.loads((out / "run.json").read_text())["engine"] == "flower"
+    assert len(list((out / "privacy").glob("site_*.json"))) == 3
+    assert "simulated failure at vote" in (out / "report.md").read_text()

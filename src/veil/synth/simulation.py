@@ -64,7 +64,10 @@ class LocalGrid:
 def _quiet_flower() -> None:
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    logging.getLogger("flwr").setLevel(logging.ERROR)
+    from veil.progress import is_quiet
+
+    # a failing site's traceback (no data in it) is logged at ERROR; --quiet hides it too
+    logging.getLogger("flwr").setLevel(logging.CRITICAL if is_quiet() else logging.ERROR)
 
 
 def run_app(server_app: Any, client_app: Any, n_sites: int, *, engine: Engine = "flower",

@@ -180,8 +180,11 @@ def short_reason(reason: str) -> str:
     lines = [ln.strip() for ln in reason.replace("\\n", "\n").splitlines() if ln.strip()]
     for ln in reversed(lines):
         if "Message:" in ln:
-            return ln.split("Message:", 1)[1].strip()[:200] or ln[:200]
-    return (lines[-1] if lines else "unknown error")[:200]
+            ln = ln.split("Message:", 1)[1].strip() or ln
+            break
+    else:
+        ln = lines[-1] if lines else "unknown error"
+    return ln.rstrip("'\">")[:200]
 
 
 class CapturingGrid:
