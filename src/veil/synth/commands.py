@@ -148,7 +148,40 @@ def synth(
             console.print(f"site {site} failed at {phase}; the run finished without it")
 
 
+def synth_eval(
+    synthetic: Annotated[Path, typer.Argument(help="Synthetic records (OUT/synthetic.jsonl).")],
+    real: Annotated[Path, typer.Argument(help="Held-out real corpus file.")],
+    out: Annotated[Path, typer.Option("--out", help="metrics.json to write.")],
+    text_col: Annotated[str, typer.Option(help="Text column of the real file.")] = "text",
+    label_col: Annotated[str, typer.Option(help="Label column of the real file.")] = "label",
+    synth_label_col: Annotated[str | None, typer.Option(
+        help="Label field of the synthetic file (default: --label-col).")] = None,
+    label_sep: Annotated[str | None, typer.Option(
+        help="Multi-label real cells: use the first label.")] = None,
+    embedder: Annotated[str, typer.Option(help="Sentence encoder for the embeddings.")
+                        ] = "minilm",
+    k: Annotated[int, typer.Option("--k", help="k of the k-NN precision/recall.")] = 3,
+    seed: Annotated[int, typer.Option(help="Seed of the downstream classifier.")] = 0,
+    quiet: Annotated[bool, typer.Option(help="No summary.")] = False,
+) -> None:
+    """Fréchet distance, k-NN precision/recall and downstream accuracy vs real held-out data."""
+    from veil.artifacts import write_json
+    from veil.progress import console, set_quiet
+    from veil.synth.evaluate import evaluate_files
+
+    set_quiet(quiet)
+    result = evaluate_files(synthetic, real, text_col=text_col, label_col=label_col,
+                            synth_label_col=synth_label_col, label_sep=label_sep,
+                            embedder=embedder, k=k, seed=seed)
+    write_json(out, result.to_dict())
+    if not quiet:
+        console.print(f"Frechet {result.frechet:.4f}  precision {result.precision:.3f}  "
+                      f"recall {result.recall:.3f}  accuracy {result.accuracy:.3f}  "
+                      f"macro-F1 {result.macro_f1:.3f}  -> {out}")
+
+
 def register(app: typer.Typer) -> None:
     """Attach the synth commands to ``app``."""
     app.command()(split)
     app.command()(synth)
+    app.command("synth-eval")(synth_eval)
