@@ -62,8 +62,9 @@ def split(
 
 
 def synth(
-    sites: Annotated[Path, typer.Option("--sites", help="Folder with one corpus file per site.")],
     out: Annotated[Path, typer.Option("--out", help="Output folder (written atomically).")],
+    sites: Annotated[Path | None, typer.Option(
+        "--sites", help="Folder with one corpus file per site (simulation).")] = None,
     text_col: Annotated[str, typer.Option(help="Text column.")] = "text",
     code_cols: Annotated[str, typer.Option(help="Control-code columns, comma-separated.")
                          ] = "label",
@@ -106,6 +107,13 @@ def synth(
     ledger: Annotated[Path | None, typer.Option(help="The sites' ledger file.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
     secure: Annotated[bool, typer.Option(help="Noise seeds from the OS entropy pool.")] = False,
+    codes: Annotated[str | None, typer.Option(
+        help="Public code vocabulary: comma-separated values (one code column) or a JSON "
+             "file with a list of value lists. Default: read from the site files.")] = None,
+    export_flower_app: Annotated[Path | None, typer.Option(
+        help="Deployment: write a Flower app folder for `flwr run` and exit.")] = None,
+    num_sites: Annotated[int, typer.Option(
+        help="Deployment: SuperNodes the server waits for.")] = 1,
     fail_at: Annotated[list[str] | None, typer.Option(
         hidden=True, help="Test hook SITE=PHASE: make a site fail.")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress output.")] = False,
@@ -133,6 +141,13 @@ def synth(
         candidates_factor=candidates_factor, selection=selection,  # type: ignore[arg-type]
         temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed,
         secure=secure)
+    if codes:
+        cfg = cfg.with_codes(_read_codes(codes, len(cfg.code_cols)))
+    if export_flower_app is not None:
+        _export(export_flower_app, cfg, sites, out, num_sites)
+        return
+    if sites is None:
+        raise BadInput("--sites is required (or --export-flower-app for deployment)")
     fails = {}
     for item in fail_at or []:
         site, _, phase = item.partition("=")
@@ -146,6 +161,48 @@ def synth(
         console.print(f"epsilon per record by site: {eps}")
         for site, phase in summary.failed_sites.items():
             console.print(f"site {site} failed at {phase}; the run finished without it")
+
+
+def _read_codes(spec: str, n_cols: int) -> list[tuple[str, ...]]:
+    import json
+
+    from veil.errors import BadInput
+
+    path = Path(spec)
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text("utf-8"))
+            codes = [tuple(str(v) for v in (c if isinstance(c, list) else [c])) for c in data]
+        except (ValueError, TypeError):
+            raise BadInput("not a JSON list of code values", path=path) from None
+    else:
+        codes = [(v.strip(),) for v in spec.split(",") if v.strip()]
+    if not codes or any(len(c) != n_cols for c in codes):
+        raise BadInput(f"--codes needs {n_cols} value(s) per code")
+    return sorted(set(codes))
+
+
+def _export(folder: Path, cfg: object, sites: Path | None, out: Path, num_sites: int) -> None:
+    from dataclasses import replace
+
+    from veil.errors import BadInput
+    from veil.progress import console
+    from veil.synth.config import SynthConfig
+    from veil.synth.facade import prepare
+    from veil.synth.flower_project import export_flower_app
+    from veil.synth.server import check_plan
+
+    assert isinstance(cfg, SynthConfig)
+    if sites is not None:
+        cfg, named, _ = prepare(sites, cfg)
+        num_sites = max(num_sites, len(named))
+    if not cfg.codes:
+        raise BadInput("deployment needs the public code vocabulary: --codes (or --sites)")
+    cfg = replace(cfg, min_sites=num_sites)
+    check_plan(cfg)
+    path = export_flower_app(folder, cfg, out)
+    console.print(f"Flower app written to {path.parent}; start it with "
+                  f"`flwr run {path.parent} <connection>` (see docs/synth.md)")
 
 
 def synth_eval(
