@@ -117,7 +117,51 @@ def privatize(
                    explain=explain, ledger=ledger, log_text=log_text, quiet=quiet)
 
 
+def privatize_eval(
+    task_set: Annotated[str, typer.Option(
+        "--task-set", help="agnews, yelp, squad, phi, ldp or all (comma list allowed).")] = "all",
+    mechanisms: Annotated[str, typer.Option(
+        "--mechanisms", help="Comma list of polar, laplace, dchi, exponential.")
+    ] = "polar,laplace,dchi,exponential",
+    grid: Annotated[str, typer.Option(
+        "--grid", help="paper (Table 1 group budgets), d384 (base ε 10..200 × 2:1:4:3) or "
+        "base ε values 'e1,e2,…' (× 2:1:4:3).")] = "d384",
+    seeds: Annotated[str, typer.Option(
+        "--seeds", help="Number of noise seeds (0..N-1) or a comma list.")] = "3",
+    modes: Annotated[str, typer.Option(
+        "--modes", help="stamp, uniform (matched mean ε) or stamp,uniform.")] = "stamp",
+    limit: Annotated[int | None, typer.Option(
+        "--limit", help="Privatize at most N documents per task set.")] = None,
+    embeddings: Annotated[str, typer.Option(
+        "--embeddings", help="Token embeddings: minilm, smollm2-135m or a folder.")] = "minilm",
+    encoder: Annotated[str, typer.Option(
+        "--encoder", help="Sentence encoder of the classifiers and context cosine.")
+    ] = "minilm",
+    tau: Annotated[float, typer.Option("--tau", help="Importance threshold (cosine).")] = 0.5,
+    data_dir: Annotated[Path | None, typer.Option(
+        "--data-dir", help="Datasets folder (default ../shared/datasets).")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("privatize-eval"),
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Keep rows already in OUT/results.csv and skip those runs.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress output.")] = False,
+) -> None:
+    """Sweep ε, mechanisms and seeds: utility (AG News, Yelp, SQuAD) and privacy (tokens
+    unchanged, PHI surviving, empirical LDP) -> OUT/results.csv, results.md, *.png, run.json."""
+    from veil.privatize.evaluate import EvalOptions, parse_seeds, run_eval
+    from veil.progress import info, set_quiet
+
+    set_quiet(quiet)
+    opts = EvalOptions(out=out, task_sets=tuple(task_set.split(",")),
+                       mechanisms=tuple(mechanisms.split(",")), grid=grid,
+                       seeds=parse_seeds(seeds), modes=tuple(modes.split(",")), limit=limit,
+                       embeddings=embeddings, encoder=encoder, tau=tau, data_dir=data_dir,
+                       resume=resume)
+    rows = run_eval(opts)
+    info(f"{len(rows)} result rows -> {out / 'results.csv'}, {out / 'results.md'}")
+
+
 def register(app: typer.Typer) -> None:
     """Attach the privatize pipeline's commands to the ``veil`` app."""
     app.command("pii")(pii)
     app.command("privatize")(privatize)
+    app.command("privatize-eval")(privatize_eval)
