@@ -112,7 +112,7 @@ class TrainConfig:
     strict: bool = False
     val_frac: float = 0.1
     val: Path | None = None
-    test_frac: float = 0.0
+    test_frac: float = 0.1
     test: Path | None = None
     split_seed: int | None = None
     model: str = "minilm"

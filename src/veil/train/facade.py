@@ -21,7 +21,7 @@ import numpy as np
 
 from veil.errors import BadInput
 from veil.privacy.report import PrivacyReport
-from veil.progress import info, set_quiet
+from veil.progress import info, is_quiet, set_quiet
 from veil.train.config import TrainConfig
 from veil.train.loop import FitResult
 
@@ -185,16 +185,21 @@ def train(config: TrainConfig, *,
     from veil.privacy.ledger import Ledger
     from veil.train.data import prepare_data
 
-    set_quiet(config.quiet)
-    timer = Timer()
-    resolve(config.model)
-    with timer("read"):
-        data = prepare_data(config)
-    if data.val is None and data.test is None:
-        raise BadInput("no held-out records: give --val-frac > 0, --val, --test-frac or --test")
-    ledger = Ledger(config.ledger)
-    ledger.check(data.fingerprint, config.epsilon)
-    return _train(config, data, ledger, timer, on_epoch_end)
+    was_quiet = is_quiet()
+    set_quiet(was_quiet or config.quiet)
+    try:
+        timer = Timer()
+        resolve(config.model)
+        with timer("read"):
+            data = prepare_data(config)
+        if data.val is None and data.test is None:
+            raise BadInput("no held-out records: give --val-frac > 0, --val, --test-frac or "
+                           "--test")
+        ledger = Ledger(config.ledger)
+        ledger.check(data.fingerprint, config.epsilon)
+        return _train(config, data, ledger, timer, on_epoch_end)
+    finally:
+        set_quiet(was_quiet)
 
 
 def _train(config: TrainConfig, data: Any, ledger: Any, timer: Any,

@@ -16,8 +16,9 @@ that of an uninterrupted run.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from veil.privacy import accounting
+from veil.privacy.dpsgd import LossFn
 from veil.privacy.rng import make_torch_generator
 from veil.progress import info, make_progress
 from veil.train.checkpoint import Checkpointer
@@ -55,6 +57,24 @@ class FitResult:
     notes: list[str] = field(default_factory=list)
 
 
+def record_loss(multi_label: bool) -> LossFn:
+    """Per-record loss: cross-entropy, or BCE *summed* over labels (the engine's loss × L).
+
+    Summing (not averaging) over labels keeps per-record gradient norms near 1
+    whatever the number of labels, so one default clipping norm fits all tasks.
+    """
+    from veil.privacy.dpsgd import classification_loss
+
+    if not multi_label:
+        return classification_loss("single_label")
+    mean_bce = classification_loss("multi_label")
+
+    def loss(model: nn.Module, batch: Mapping[str, Tensor]) -> Tensor:
+        return mean_bce(model, batch) * batch["labels"].shape[-1]
+
+    return loss
+
+
 def collate(items: list[Example]) -> dict[str, Tensor]:
     """Pad a list of ``(window ids | cached states, target)`` into a batch."""
     xs = [x for x, _ in items]
@@ -76,17 +96,26 @@ def calibrate(config: TrainConfig, n: int, delta: float) -> tuple[float, str, li
     """
     q = config.batch_size / n
     total = config.epochs * steps_per_epoch(n, config.batch_size)
-    if config.accountant == "prv":
+    sigma, acc, note = _calibrate(config.epsilon, delta, q, total, config.accountant)
+    if note:
+        info(note)
+    return sigma, acc, [note] if note else []
+
+
+@functools.lru_cache(maxsize=64)
+def _calibrate(epsilon: float, delta: float, q: float, steps: int, accountant: str
+               ) -> tuple[float, str, str]:
+    """Cached (a pure function of its arguments; a calibration costs seconds)."""
+    if accountant == "prv":
         try:
-            sigma = accounting.calibrate_noise_multiplier(config.epsilon, delta, q, total, "prv")
-            return sigma, "prv", []
+            sigma = accounting.calibrate_noise_multiplier(epsilon, delta, q, steps, "prv")
+            return sigma, "prv", ""
         except (ValueError, RuntimeError, OverflowError) as exc:
-            note = (f"PRV could not calibrate ε = {config.epsilon:g} ({type(exc).__name__}); "
+            note = (f"PRV could not calibrate ε = {epsilon:g} ({type(exc).__name__}); "
                     "noise calibrated and ε certified with the RDP accountant instead")
-            info(note)
-            sigma = accounting.calibrate_noise_multiplier(config.epsilon, delta, q, total, "rdp")
-            return sigma, "rdp", [note]
-    return accounting.calibrate_noise_multiplier(config.epsilon, delta, q, total, "rdp"), "rdp", []
+            return accounting.calibrate_noise_multiplier(epsilon, delta, q, steps, "rdp"), \
+                "rdp", note
+    return accounting.calibrate_noise_multiplier(epsilon, delta, q, steps, "rdp"), "rdp", ""
 
 
 def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -139,7 +168,7 @@ def fit(
 def _fit_dp(model: nn.Module, examples: list[Example], config: TrainConfig, delta: float,
             state: dict[str, Any] | None, validate: Validate | None,
             checkpointer: Checkpointer | None, hook: EpochHook | None) -> FitResult:
-    from veil.privacy.dpsgd import DPConfig, DPTrainer, classification_loss
+    from veil.privacy.dpsgd import DPConfig, DPTrainer
 
     n = len(examples)
     q = config.batch_size / n
@@ -151,9 +180,7 @@ def _fit_dp(model: nn.Module, examples: list[Example], config: TrainConfig, delt
     dp = DPConfig(noise_multiplier=sigma, max_grad_norm=config.clip, sample_rate=q,
                   dataset_size=n, accountant=acc, grad_sample_mode=mode,  # type: ignore[arg-type]
                   secure=config.secure, seed=config.seed)
-    task = "multi_label" if config.multi_label else "single_label"
-    trainer = DPTrainer(model, _optimizer(model, config), dp,
-                        classification_loss(task))  # type: ignore[arg-type]
+    trainer = DPTrainer(model, _optimizer(model, config), dp, record_loss(config.multi_label))
     curve: list[dict[str, float]] = []
     first = 0
     if state is not None:
@@ -198,9 +225,8 @@ def _fit_dp(model: nn.Module, examples: list[Example], config: TrainConfig, delt
 def _fit_plain(model: nn.Module, examples: list[Example], config: TrainConfig, delta: float,
                state: dict[str, Any] | None, validate: Validate | None,
                checkpointer: Checkpointer | None, hook: EpochHook | None) -> FitResult:
-    import torch.nn.functional as F
-
     n = len(examples)
+    loss_fn = record_loss(config.multi_label)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = _optimizer(model, config)
     gen = make_torch_generator(config.seed)
@@ -224,12 +250,7 @@ def _fit_plain(model: nn.Module, examples: list[Example], config: TrainConfig, d
             task_id = bar.add_task(f"epoch {epoch}/{config.epochs}", total=per_epoch)
             for s in range(0, n, config.batch_size):
                 batch = collate([examples[i] for i in order[s:s + config.batch_size]])
-                labels = batch.pop("labels")
-                logits = model(**batch).logits
-                if config.multi_label:
-                    loss = F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
-                else:
-                    loss = F.cross_entropy(logits, labels)
+                loss = loss_fn(model, batch).mean()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -1,0 +1,103 @@
+"""README table: weighted F1 of `veil train` on IU X-ray (OpenI) reports, per ε and adapter.
+
+Setup (fixed): ../shared/datasets/iu_xray_reports.csv, text = findings + impression,
+labels = the `Problems` column (';'-separated), the 14 most frequent labels excluding
+"No Indexing", a seeded 80/20 train/test split (split seed 0; 10% of all records carved
+from the 80% for validation/threshold tuning), model minilm. Each run is one call of
+`veil.train.facade.train`; metrics are on the 20% test split with 95% bootstrap CIs.
+
+Usage:
+    python benchmarks/results_train_iu_xray.py [--runs lora:inf,lora:10,lora:1,full:inf]
+        [--epochs 5] [--lora-layers 2] [--max-length 128] [--out /tmp/veil-iu-xray]
+
+Prints a Markdown table and writes results.json in --out. CPU-heavy: minutes per run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "iu_xray_reports.csv"
+
+
+def _config(kind: str, eps: float, args: argparse.Namespace, out: Path):  # type: ignore[no-untyped-def]
+    from veil.train.config import TrainConfig
+
+    full = kind == "full"
+    return TrainConfig(
+        data=args.data, out=out / f"{kind}-eps{eps:g}", text_col="findings,impression",
+        label_col="Problems", label_sep=";", id_col="uid", top_labels=14,
+        exclude_labels=("No Indexing",), val_frac=0.1, test_frac=0.2, split_seed=0,
+        model=args.model, adapter=kind, epsilon=eps,  # type: ignore[arg-type]
+        epochs=args.full_epochs if full else args.epochs,
+        batch_size=args.full_batch if full else args.batch_size,
+        lora_r=args.lora_r, lora_layers=None if args.lora_layers == 0 else args.lora_layers,
+        lr=args.full_lr if full else (args.lr if args.lr > 0 else None),
+        max_length=args.max_length, long_docs="chunk", thresholds=args.thresholds,
+        seed=args.seed, ledger=out / "ledger.db", quiet=args.quiet, n_boot=1000)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--runs", default="lora:inf,lora:10,lora:1,full:inf")
+    parser.add_argument("--model", default="minilm")
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=0.0, help="0: the adapter's default")
+    parser.add_argument("--lora-r", type=int, default=8)
+    parser.add_argument("--lora-layers", type=int, default=2, help="0: all layers")
+    parser.add_argument("--full-epochs", type=int, default=3)
+    parser.add_argument("--full-batch", type=int, default=32)
+    parser.add_argument("--full-lr", type=float, default=5e-5)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--thresholds", default="per-label")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--out", type=Path, default=Path("/tmp/veil-iu-xray"))
+    args = parser.parse_args()
+    if not args.data.is_file():
+        raise SystemExit(f"dataset not found: {args.data}")
+    from veil.train.facade import train
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    results_path = args.out / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    for spec in args.runs.split(","):
+        kind, eps_text = spec.split(":")
+        eps = math.inf if eps_text == "inf" else float(eps_text)
+        start = time.perf_counter()
+        res = train(_config(kind, eps, args, args.out))
+        m = res.metrics
+        results[spec] = {
+            "adapter": kind, "target_epsilon": eps_text, "epsilon": res.epsilon,
+            "epsilon_rdp": res.privacy.extra.get("epsilon_rdp"), "delta": res.delta,
+            "noise_multiplier": res.privacy.noise_multiplier, "steps": res.fit.steps,
+            "weighted_f1": m["weighted_f1"], "micro_f1": m["micro_f1"], "macro_f1": m["macro_f1"],
+            "auroc_macro": m["auroc_macro"], "n_test": m["n_examples"],
+            "seconds": round(time.perf_counter() - start, 1),
+            "epochs": res.fit.epochs, "lora_layers": args.lora_layers,
+            "max_length": res.max_length,
+        }
+        results_path.write_text(json.dumps(results, indent=2, default=str))
+        print(f"{spec}: weighted F1 {m['weighted_f1']['value']:.4f} "
+              f"({time.perf_counter() - start:.0f} s)", flush=True)
+    print("\n| adapter | target ε | ε (PRV or RDP) | ε RDP | weighted F1 [95% CI] | micro F1 | "
+          "macro F1 | AUROC | s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in results.values():
+        w = r["weighted_f1"]
+        ci = f"[{w['ci95'][0]:.3f}, {w['ci95'][1]:.3f}]" if w["ci95"] else ""
+        eps_rdp = r["epsilon_rdp"]
+        print(f"| {r['adapter']} | {r['target_epsilon']} | {r['epsilon']:.3g} | "
+              f"{'–' if eps_rdp is None else f'{eps_rdp:.3g}'} | {w['value']:.3f} {ci} | "
+              f"{r['micro_f1']['value']:.3f} | {r['macro_f1']['value']:.3f} | "
+              f"{r['auroc_macro']['value']:.3f} | {r['seconds']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,321 @@
+"""`veil train` / `predict` / `evaluate` end to end on a toy separable multi-label set (tiny-bert).
+
+Reference values come from closed forms or independent libraries (dp-accounting for ε,
+scikit-learn for metrics), never from earlier runs of this code.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from veil.cli import run
+
+KEYWORDS = {"alpha": "effusion", "beta": "fracture", "gamma": "nodule"}
+FILLER = ["the", "a", "of", "and", "chest", "lung", "normal", "view", "left", "right", "seen",
+          "there", "is", "no", "with"]
+
+
+def write_toy(path: Path, n: int, seed: int, *, long_every: int = 0) -> Path:
+    """Each label is signalled by its own keyword (twice); filler words elsewhere."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        labs = [lab for lab in KEYWORDS if rng.random() < 0.4]
+        words = [rng.choice(FILLER) for _ in range(rng.randint(6, 14))]
+        if long_every and i % long_every == 0:
+            words += [rng.choice(FILLER) for _ in range(60)]
+        for lab in labs:
+            for _ in range(2):
+                words.insert(rng.randrange(len(words) + 1), KEYWORDS[lab])
+        rows.append({"id": f"r{seed}-{i}", "text": " ".join(words), "labels": ";".join(labs)})
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, ["id", "text", "labels"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+BASE = ["--label-col", "labels", "--label-sep", ";", "--id-col", "id", "--model", "tiny-bert",
+        "--batch-size", "32", "--lr", "0.02", "--lora-layers", "1", "--quiet"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    """Tiny models run fastest on one thread (and do not fight over shared cores)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One DP run (ε = 8) with a separate test file, shared by several checks."""
+    root = tmp_path_factory.mktemp("train")
+    data = write_toy(root / "toy.csv", 400, seed=0)
+    test = write_toy(root / "test.csv", 150, seed=1)
+    ledger = root / "ledger.db"
+    out = root / "model"
+    code = run(["train", str(data), "--out", str(out), *BASE, "--epsilon", "8", "--epochs", "5",
+                "--test", str(test), "--ledger", str(ledger), "--merge"])
+    assert code == 0
+    return {"data": data, "test": test, "out": out, "ledger": ledger, "root": root}
+
+
+def test_output_folder_and_privacy_report(trained: dict[str, Path]) -> None:
+    out = trained["out"]
+    for name in ("adapter/adapter_config.json", "adapter/adapter_model.safetensors",
+                 "labels.json", "thresholds.json", "privacy.json", "metrics.json",
+                 "model_card.md", "training_curve.png", "run.json", "veil_model.json",
+                 "merged/config.json", "merged/head.safetensors"):
+        assert (out / name).is_file(), name
+    privacy = json.loads((out / "privacy.json").read_text())
+    assert privacy["unit"] == "record" and privacy["mechanism"] == "dp-sgd"
+    for key in ("epsilon", "delta", "noise_multiplier", "sample_rate", "steps",
+                "clipping_norm", "accountant"):
+        assert privacy[key] is not None, key
+    assert privacy["delta"] == pytest.approx(min(1e-5, 1 / (10 * privacy["extra"]["n_train"])))
+    assert privacy["epsilon"] <= 8.0 and privacy["epsilon"] > 7.5  # ends at the target
+    assert privacy["extra"]["epsilon_rdp"] >= privacy["epsilon"]  # RDP is the looser bound
+    assert "not covered" in privacy["statement"].lower()
+    assert not (out.parent / f".{out.name}.checkpoints").exists()  # private state removed
+
+
+def test_separable_toy_reaches_weighted_f1_above_0_9(trained: dict[str, Path]) -> None:
+    metrics = json.loads((trained["out"] / "metrics.json").read_text())
+    assert metrics["split"] == "test"
+    assert metrics["weighted_f1"]["value"] > 0.9
+    lo, hi = metrics["weighted_f1"]["ci95"]
+    assert lo <= metrics["weighted_f1"]["value"] <= hi
+
+
+def test_reported_epsilon_equals_dp_accounting(trained: dict[str, Path]) -> None:
+    import dp_accounting
+    from dp_accounting import pld, rdp
+
+    p = json.loads((trained["out"] / "privacy.json").read_text())
+    event = dp_accounting.SelfComposedDpEvent(
+        dp_accounting.PoissonSampledDpEvent(
+            p["sample_rate"], dp_accounting.GaussianDpEvent(p["noise_multiplier"])), p["steps"])
+    pld_eps = pld.PLDAccountant(value_discretization_interval=1e-4).compose(event).get_epsilon(
+        p["delta"])
+    rdp_eps = rdp.RdpAccountant().compose(event).get_epsilon(p["delta"])
+    assert p["accountant"] == "prv"
+    assert p["epsilon"] == pytest.approx(pld_eps, rel=0.01)
+    assert p["extra"]["epsilon_rdp"] == pytest.approx(rdp_eps, rel=0.01)
+    run_json = json.loads((trained["out"] / "run.json").read_text())
+    n_train = p["extra"]["n_train"]
+    assert p["steps"] == 5 * round(n_train / 32) == run_json["steps"]
+
+
+def test_ledger_records_the_spend(trained: dict[str, Path]) -> None:
+    from veil.privacy.ledger import Ledger, fingerprint_file
+
+    book = Ledger(trained["ledger"])
+    spends = book.spends(fingerprint_file(trained["data"]))
+    p = json.loads((trained["out"] / "privacy.json").read_text())
+    assert len(spends) == 1
+    assert spends[0].epsilon == pytest.approx(p["epsilon"])
+    assert spends[0].status == "released" and spends[0].unit == "record"
+
+
+def test_predict_and_evaluate_reproduce_metrics(trained: dict[str, Path]) -> None:
+    from sklearn.metrics import f1_score
+
+    root, out, test = trained["root"], trained["out"], trained["test"]
+    preds, ev = root / "preds.jsonl", root / "eval.json"
+    assert run(["predict", str(out), str(test), "--id-col", "id", "--out", str(preds),
+                "--quiet"]) == 0
+    assert run(["evaluate", str(out), str(test), "--label-col", "labels", "--label-sep", ";",
+                "--id-col", "id", "--out", str(ev), "--quiet"]) == 0
+    saved = json.loads((out / "metrics.json").read_text())
+    again = json.loads(ev.read_text())
+    assert again["weighted_f1"]["value"] == pytest.approx(saved["weighted_f1"]["value"], abs=1e-9)
+    assert again["weighted_f1"]["ci95"] == pytest.approx(saved["weighted_f1"]["ci95"], abs=1e-9)
+    labels = json.loads((out / "labels.json").read_text())["labels"]
+    rows = [json.loads(line) for line in preds.read_text().splitlines()]
+    with test.open() as fh:
+        gold = {r["id"]: r["labels"].split(";") if r["labels"] else [] for r in csv.DictReader(fh)}
+    y_true = [[int(lab in gold[r["id"]]) for lab in labels] for r in rows]
+    y_pred = [[int(lab in r["labels"]) for lab in labels] for r in rows]
+    assert len(rows) == 150 and set(rows[0]["scores"]) == set(labels)
+    assert f1_score(y_true, y_pred, average="weighted") == pytest.approx(
+        saved["weighted_f1"]["value"], abs=1e-9)
+
+
+def test_merged_model_gives_the_adapter_model_predictions(trained: dict[str, Path]) -> None:
+    import numpy as np
+    import torch
+    from safetensors.torch import load_file
+
+    from veil.models import load_encoder
+    from veil.train.bundle import load_model
+    from veil.train.classifier import EncoderClassifier
+    from veil.train.features import encode, score, token_ids
+
+    loaded = load_model(trained["out"])
+    texts = ["effusion effusion the chest", "nodule left fracture fracture", "normal view"]
+    probs, _ = loaded.scores(texts)
+    merged_dir = trained["out"] / "merged"
+    merged = EncoderClassifier(load_encoder(str(merged_dir)), len(loaded.labels))
+    merged.classifier.load_state_dict(load_file(str(merged_dir / "head.safetensors")))
+    enc = encode(loaded.tokenizer, token_ids(loaded.tokenizer, texts), 64, False)
+    with torch.no_grad():
+        again = score(merged, enc, True)
+    assert np.allclose(probs, again, atol=1e-5)
+
+
+def test_resume_after_a_crash_gives_the_uninterrupted_epsilon(tmp_path: Path) -> None:
+    from veil.train.bundle import load_model
+    from veil.train.checkpoint import checkpoint_dir
+    from veil.train.config import TrainConfig
+    from veil.train.facade import train
+
+    data = write_toy(tmp_path / "toy.csv", 160, seed=3)
+    common = {"data": data, "label_col": "labels", "label_sep": ";", "id_col": "id",
+              "model": "tiny-bert", "epsilon": 2.0, "epochs": 2, "batch_size": 32,
+              "lr": 0.02, "ledger": tmp_path / "ledger.db", "quiet": True, "n_boot": 50}
+    whole = train(TrainConfig(out=tmp_path / "whole", **common))
+
+    class Crash(RuntimeError):
+        pass
+
+    def crash(epoch: int, point: dict) -> None:
+        if epoch == 1:
+            raise Crash
+
+    cfg = TrainConfig(out=tmp_path / "resumed", **common)
+    with pytest.raises(Crash):
+        train(cfg, on_epoch_end=crash)
+    assert not (tmp_path / "resumed").exists()
+    assert (checkpoint_dir(tmp_path / "resumed") / "last.pt").is_file()
+    resumed = train(cfg.replace(resume=True))
+    assert resumed.fit.steps == whole.fit.steps == 2 * round(whole.fit.n_train / 32)
+    assert resumed.epsilon == whole.epsilon
+    assert resumed.weighted_f1 == pytest.approx(whole.weighted_f1)
+    a, b = load_model(tmp_path / "whole"), load_model(tmp_path / "resumed")
+    for (name, pa), (_, pb) in zip(a.model.named_parameters(), b.model.named_parameters(),
+                                   strict=True):
+        if "original_module" not in name:  # PEFT's unused copy of the untrained head
+            assert pa.detach().equal(pb.detach()), name
+    assert not checkpoint_dir(tmp_path / "resumed").exists()
+
+
+def test_lora_weights_move_and_checkpoint_round_trips(tmp_path: Path) -> None:
+    import torch
+
+    from veil.train.checkpoint import Checkpointer
+    from veil.train.config import TrainConfig
+    from veil.train.facade import train
+
+    data = write_toy(tmp_path / "toy.csv", 120, seed=4)
+    seen: dict[str, dict] = {}
+
+    cfg = TrainConfig(data=data, out=tmp_path / "m", label_col="labels", label_sep=";",
+                      model="tiny-bert", epsilon=4.0, epochs=1, batch_size=24, quiet=True,
+                      ledger=tmp_path / "l.db", n_boot=20)
+    ck = Checkpointer(cfg.out, cfg.fingerprint(), "")
+
+    def grab(epoch: int, point: dict) -> None:
+        blob = torch.load(ck.path, weights_only=False)
+        seen["state"] = blob["state"]
+
+    train(cfg, on_epoch_end=grab)
+    trainable = seen["state"]["trainer"]["trainable"]
+    lora_b = {k: v for k, v in trainable.items() if "lora_B" in k}
+    assert lora_b and all(v.abs().sum() > 0 for v in lora_b.values())  # B starts at zero
+    assert all("layer" in k or "classifier" in k for k in trainable)
+    ck2 = Checkpointer(cfg.out, cfg.fingerprint(), "abc")
+    ck2.save(seen["state"])
+    back = ck2.load()
+    assert back is not None
+    for k, v in trainable.items():
+        assert torch.equal(back["trainer"]["trainable"][k], v)
+    from veil.errors import BadInput
+
+    with pytest.raises(BadInput, match="different training options"):
+        Checkpointer(cfg.out, cfg.replace(epsilon=5.0).fingerprint(), "abc").load()
+    with pytest.raises(BadInput, match="different data"):
+        Checkpointer(cfg.out, cfg.fingerprint(), "other").load()
+
+
+def test_non_private_head_multiclass_and_chunking(tmp_path: Path) -> None:
+    rows = ["id,text,label"]
+    rng = random.Random(5)
+    for i in range(150):
+        lab = rng.choice(list(KEYWORDS))
+        filler = " ".join(rng.choice(FILLER) for _ in range(70 if i % 5 == 0 else 8))
+        rows.append(f"m{i},{filler} {KEYWORDS[lab]} {KEYWORDS[lab]},{lab}")
+    data = tmp_path / "mc.csv"
+    data.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "mc"
+    code = run(["train", str(data), "--out", str(out), "--id-col", "id", "--model", "tiny-bert",
+                "--epsilon", "inf", "--adapter", "head", "--epochs", "3", "--batch-size", "16",
+                "--max-length", "32", "--long-docs", "chunk", "--chunk-pool", "max", "--quiet",
+                "--ledger", str(tmp_path / "l.db")])
+    assert code == 0
+    privacy = json.loads((out / "privacy.json").read_text())
+    assert privacy["epsilon"] == "inf" and privacy["unit"] == "record"
+    assert json.loads((out / "thresholds.json").read_text())["rule"] == "argmax"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["accuracy"]["value"] == metrics["micro_f1"]["value"]
+    run_json = json.loads((out / "run.json").read_text())
+    assert run_json["max_length"] == 32 and run_json["n_cut_train"] > 0
+    assert (out / "head.safetensors").is_file() and not (out / "adapter").exists()
+
+
+BAD = [
+    (["--epsilon", "0"], "epsilon"),
+    (["--epsilon", "-1"], "epsilon"),
+    (["--delta", "1"], "delta"),
+    (["--delta", "0.05"], "1/n"),
+    (["--batch-size", "5000"], "larger than"),
+    (["--model", "no-such-model"], "unknown model"),
+    (["--labels", "alpha"], "two"),
+    (["--labels", "alpha,zeta", "--strict"], "fewer than 2"),
+    (["--labels", "alpha,zeta"], "fewer than two"),
+    (["--label-col", "nope"], "nope"),
+    (["--max-length", "abc"], "max-length"),
+]
+
+
+@pytest.mark.parametrize(("extra", "needle"), BAD)
+def test_bad_input_exits_2_and_writes_nothing(tmp_path: Path, extra: list[str], needle: str,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    data = write_toy(tmp_path / "toy.csv", 60, seed=6)
+    out = tmp_path / "out"
+    args = ["train", str(data), "--out", str(out), *BASE, "--epsilon", "1",
+            "--ledger", str(tmp_path / "l.db")]
+    assert run([*args, *extra]) == 2
+    err = capsys.readouterr().err
+    assert needle.lower() in err.lower()
+    assert len(err.strip().splitlines()) == 1 and "effusion" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["toy.csv"]  # no ledger, no output
+
+
+def test_budget_refusal_exits_3_before_training(tmp_path: Path) -> None:
+    from veil.privacy.ledger import Ledger, fingerprint_file
+    from veil.train.checkpoint import checkpoint_dir
+
+    data = write_toy(tmp_path / "toy.csv", 60, seed=7)
+    book = Ledger(tmp_path / "l.db")
+    book.set_budget(fingerprint_file(data), 0.5)
+    out = tmp_path / "out"
+    code = run(["train", str(data), "--out", str(out), *BASE, "--epsilon", "1",
+                "--ledger", str(tmp_path / "l.db")])
+    assert code == 3
+    assert not out.exists() and not checkpoint_dir(out).exists()
+    assert book.spent(fingerprint_file(data)) == 0.0
+    code = run(["train", str(data), "--out", str(out), *BASE, "--epsilon", "inf",
+                "--ledger", str(tmp_path / "l.db")])
+    assert code == 3  # a non-private model spends ε = ∞: refused by any finite budget
+    assert math.isclose(book.spent(fingerprint_file(data)), 0.0)
