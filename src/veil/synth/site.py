@@ -196,16 +196,14 @@ def _encoder(name: str) -> Any:
 def site_vote(spec: SiteSpec, cfg: SynthConfig, plan: NoisePlan, texts: Sequence[str],
               codes: Sequence[int], run_tag: str) -> np.ndarray:
     """Phase 4 at a site: embed, vote for the K nearest same-code candidates, add noise."""
-    from veil.synth.voting import embed, nearest_votes, noisy_votes
+    from veil.synth.voting import noisy_votes, vote_histogram
 
     _check_alive(spec, "vote")
     if "vote" not in plan.phases:
         raise SiteFailure(f"site {spec.name}: asked to vote but its plan has no vote phase")
     data = load_site_data(spec, cfg)
-    encoder = _encoder(cfg.embedder)
-    rec_emb = embed(encoder, data.texts, cfg.embed_batch_size)
-    cand_emb = embed(encoder, list(texts), cfg.embed_batch_size)
-    votes = nearest_votes(rec_emb, data.code_index, cand_emb, codes, cfg.k)
+    votes = vote_histogram(_encoder(cfg.embedder), data.texts, data.code_index, texts, codes,
+                           cfg.k, cfg.embed_batch_size)
     noisy = noisy_votes(votes, float(plan.sigma_vote or 0.0), site_rng(cfg, spec.name, "vote"))
     mark_released(spec, data, run_tag)
     return noisy

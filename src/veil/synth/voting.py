@@ -80,6 +80,21 @@ def nearest_votes(record_emb: np.ndarray, record_codes: Sequence[int | None],
     return votes
 
 
+def vote_histogram(encoder: Any, records: Sequence[str], record_codes: Sequence[int | None],
+                   candidates: Sequence[str], cand_codes: Sequence[int], k: int,
+                   batch_size: int = 64) -> np.ndarray:
+    """A site's exact vote histogram: one encoder pass over records and candidates, then votes.
+
+    Records outside the vocabulary (code None) cast no vote and are not embedded.
+    The result is private until :func:`noisy_votes` has been applied.
+    """
+    voters = [i for i, c in enumerate(record_codes) if c is not None]
+    texts = [records[i] for i in voters] + list(candidates)
+    emb = embed(encoder, texts, batch_size)
+    n = len(voters)
+    return nearest_votes(emb[:n], [record_codes[i] for i in voters], emb[n:], cand_codes, k)
+
+
 def noisy_votes(votes: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
     """The released histogram: ``votes + N(0, σ²)`` per candidate (σ = 0: exact, ε = ∞)."""
     if sigma == 0.0:
