@@ -196,8 +196,13 @@ def test_cli_split_then_synth_without_noise(tmp_path: Path) -> None:
     assert math.isinf(float(metrics["sites"]["site_0"]["epsilon"]))
 
 
+@pytest.mark.slow
 def test_flower_simulation_engine_runs_the_same_app(tmp_path: Path) -> None:
-    """The Flower simulation runtime (Ray backend): one virtual SuperNode per site."""
+    """The Flower simulation runtime (Ray backend): one virtual SuperNode per site.
+
+    Slow (40-75 s on 2 shared cores: Ray start-up and two actors importing torch);
+    the fast tests drive the same ServerApp/ClientApp objects in process.
+    """
     make_sites(tmp_path / "sites", per_site=16)
     out = tmp_path / "out"
     summary = synthesize(tmp_path / "sites", out, tiny_config(samples=8), strong=1,
