@@ -15,7 +15,7 @@ statistic of those records; see the privacy statement).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -80,3 +80,32 @@ def decide(probs: np.ndarray, rule: dict[str, Any], labels: Sequence[str]) -> np
         return out
     t = np.array([rule["thresholds"][name] for name in labels], dtype=float)
     return (probs >= t[None, :]).astype(float)
+
+
+def validator(enc: Any, y: np.ndarray, multi_label: bool, pool: str
+              ) -> Callable[[Any], dict[str, float]]:
+    """Per-epoch validation figures for the curve: mean loss and weighted F1 at 0.5 / arg-max.
+
+    The loss is the mean BCE per label (multi-label) or the mean cross-entropy.
+    These are statistics of the validation records (not covered by ε).
+    """
+    from veil.train.features import score
+    from veil.train.metrics import _f1
+
+    def validate(model: Any) -> dict[str, float]:
+        probs = score(model, enc, multi_label, pool)
+        p = np.clip(probs, 1e-7, 1 - 1e-7)
+        if multi_label:
+            yy = y.astype(float)
+            loss = float(-(yy * np.log(p) + (1 - yy) * np.log(1 - p)).mean())
+            pred = (probs >= 0.5).astype(float)
+        else:
+            yy = np.eye(probs.shape[1])[y]
+            loss = float(-np.log(p[np.arange(len(y)), y]).mean())
+            pred = decide(probs, {"rule": "argmax"}, [])
+        f1 = _f1((yy * pred).sum(0), ((1 - yy) * pred).sum(0), (yy * (1 - pred)).sum(0))
+        support = yy.sum(0)
+        wf1 = float((f1 * support).sum() / support.sum()) if support.sum() else 0.0
+        return {"val_loss": loss, "val_weighted_f1": wf1}
+
+    return validate

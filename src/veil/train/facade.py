@@ -28,9 +28,6 @@ from veil.train.loop import FitResult
 __all__ = ["EvalResult", "Predictions", "TextPredictions", "TrainConfig", "TrainResult",
            "evaluate", "predict", "predict_texts", "train"]
 
-_PREFIX_MEMO: dict[tuple[Any, ...], Any] = {}
-
-
 @dataclass
 class EvalResult:
     """Metrics of a classifier on labelled records, with the per-record arrays behind them.
@@ -123,49 +120,6 @@ class TextPredictions:
     n_cut: int = 0
 
 
-def _prefix(model: Any, enc: Any, key: tuple[Any, ...], first_only: bool, what: str) -> None:
-    """Attach cached prefix states, reusing the last computation for identical inputs."""
-    from veil.train.features import attach_prefix
-
-    full_key = (*key, first_only, hash(tuple(tuple(w) for ws in enc.windows for w in ws)))
-    if full_key in _PREFIX_MEMO:
-        enc.prefix = _PREFIX_MEMO[full_key]
-        return
-    attach_prefix(model, enc, progress=f"encoding {what}", first_only=first_only)
-    if len(_PREFIX_MEMO) >= 3:
-        _PREFIX_MEMO.pop(next(iter(_PREFIX_MEMO)))
-    _PREFIX_MEMO[full_key] = enc.prefix
-
-
-def _validator(enc: Any, y: np.ndarray, multi_label: bool, pool: str) -> Callable[[Any], dict]:
-    from veil.train.evaluate import decide
-    from veil.train.features import score
-    from veil.train.metrics import _f1
-
-    onehot = y if multi_label else np.eye(int(y.max()) + 1 if len(y) else 1)[y]
-
-    def validate(model: Any) -> dict[str, float]:
-        probs = score(model, enc, multi_label, pool)
-        p = np.clip(probs, 1e-7, 1 - 1e-7)
-        n_labels = probs.shape[1]
-        yy = onehot if onehot.shape[1] == n_labels else np.eye(n_labels)[y]
-        if multi_label:
-            loss = float(-(yy * np.log(p) + (1 - yy) * np.log(1 - p)).mean())
-            rule = {"rule": "fixed", "thresholds": None}
-            pred = (probs >= 0.5).astype(float)
-        else:
-            loss = float(-np.log(p[np.arange(len(y)), y]).mean())
-            rule = {"rule": "argmax"}
-            pred = decide(probs, rule, [])
-        tp = (yy * pred).sum(0)
-        f1 = _f1(tp, ((1 - yy) * pred).sum(0), (yy * (1 - pred)).sum(0))
-        support = yy.sum(0)
-        wf1 = float((f1 * support).sum() / support.sum()) if support.sum() else 0.0
-        return {"val_loss": loss, "val_weighted_f1": wf1}
-
-    return validate
-
-
 def train(config: TrainConfig, *,
           on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None) -> TrainResult:
     """Fine-tune a classifier on ``config.data`` and write ``config.out``.
@@ -210,7 +164,7 @@ def _train(config: TrainConfig, data: Any, ledger: Any, timer: Any,
     from veil.train.checkpoint import Checkpointer
     from veil.train.classifier import build_classifier
     from veil.train.data import choose_max_length
-    from veil.train.features import encode, score, token_ids, uses_prefix
+    from veil.train.features import attach_cached, encode, score, token_ids, uses_prefix
     from veil.train.loop import fit, targets
     from veil.train.metrics import classification_metrics
     from veil.train.release import write_release
@@ -247,15 +201,15 @@ def _train(config: TrainConfig, data: Any, ledger: Any, timer: Any,
     if uses_prefix(model):
         with timer("encode"):
             key = (config.model, inner.start_layer, max_length)
-            _prefix(model, enc_train, key, True, "training split")
+            attach_cached(model, enc_train, key, True, "training split")
             for name, enc in held.items():
-                _prefix(model, enc, key, False, f"{name} split")
+                attach_cached(model, enc, key, False, f"{name} split")
     examples = list(zip((enc_train.first(i) for i in range(len(enc_train))),
                         targets(data.train.y), strict=True))
     validate = None
     if data.val is not None:
-        validate = _validator(held["validation"], data.val.y, space.multi_label,
-                              config.chunk_pool)
+        validate = ev.validator(held["validation"], data.val.y, space.multi_label,
+                                config.chunk_pool)
     checkpointer = Checkpointer(config.out, config.fingerprint(), data.fingerprint)
     with timer("train"):
         result = fit(model, examples, config, validate=validate, checkpointer=checkpointer,
