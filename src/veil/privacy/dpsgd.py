@@ -389,12 +389,18 @@ class DPTrainer:
         """
         from opacus.accountants import create_accountant
 
+        from veil.privacy.accounting import epsilon_from_history
+
         if self._steps == 0:
             return 0.0
-        acc = self._accountant
-        if accountant is not None and accountant != self.config.accountant:
-            acc = create_accountant(accountant)
-            acc.history = copy.deepcopy(self._accountant.history)
+        name = accountant or self.config.accountant
+        if name in ("prv", "rdp"):
+            # the same accountant settings as the noise calibration, so a run calibrated
+            # to a target ε reports that ε (Opacus's default PRV slack would add ~0.01)
+            history = [(float(s), float(q), int(k)) for s, q, k in self._accountant.history]
+            return float(epsilon_from_history(history, delta, name))  # type: ignore[arg-type]
+        acc = create_accountant(name)
+        acc.history = copy.deepcopy(self._accountant.history)
         return float(acc.get_epsilon(delta=delta))
 
     def state_dict(self) -> dict[str, Any]:
