@@ -122,18 +122,20 @@ def test_bad_input_one_line_exit_2(args: list[str], tmp_path: Path,
 @pytest.mark.slow
 @pytest.mark.real_data
 def test_real_models_and_data_small(shared_datasets: Path, tmp_path: Path) -> None:
-    """Every task set with the real detector, minilm and the shared data (a few documents)."""
+    """Yelp, SQuAD, PHI and LDP with the real detector, minilm and the shared data (a few
+    documents; AG News is left out: its 3,800 training articles take minutes to embed)."""
     out = tmp_path / "real"
-    assert run(["privatize-eval", "--task-set", "all", "--mechanisms", "polar,exponential",
+    assert run(["privatize-eval", "--task-set", "yelp,squad,phi,ldp", "--mechanisms",
+                "polar,exponential",
                 "--grid", "50", "--seeds", "1", "--limit", "6", "--modes", "stamp,uniform",
                 "--data-dir", str(shared_datasets), "--out", str(out), "--quiet"]) == 0
     with open(out / "results.csv", encoding="utf-8", newline="") as fh:
         rows = list(csv.DictReader(fh))
     sets = {r["task_set"] for r in rows}
-    assert sets == {"agnews@6", "yelp@6", "squad@6", "phi-demo@6", "phi-i2b2", "ldp"}
+    assert sets == {"yelp@6", "squad@6", "phi-demo@6", "phi-i2b2", "ldp"}
     by = {(r["task_set"], r["mechanism"], r["mode"], r["metric"]): float(r["value"])
           for r in rows}
-    assert 0.5 <= by[("agnews@6", "none", "nonprivate", "accuracy")] <= 1.0
+    assert 0.5 <= by[("yelp@6", "none", "nonprivate", "accuracy")] <= 1.0
     assert 0.0 <= by[("squad@6", "polar", "stamp", "answer_survival")] <= 1.0
     assert by[("ldp", "polar", "honest", "violated")] == 0.0
     assert by[("ldp", "polar", "control-3x", "violated")] == 1.0

@@ -150,6 +150,7 @@ def plot(rows: Sequence[dict[str, Any]], out_dir: Path) -> list[Path]:
             axes[0].set_xscale("log")
             axes[0].set_xlabel("mean per-token ε (finite-ε tokens; log scale)")
             axes[1].set_xlabel("share of private tokens released unchanged")
+            axes[1].set_xlim(-0.03, 1.03)
             axes[1].legend(fontsize=8)
             fig.suptitle(f"{task_set}, grid {grid} ({int(g['n_docs'].max())} documents)")
             fig.tight_layout()
