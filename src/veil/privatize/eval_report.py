@@ -120,6 +120,7 @@ def plot(rows: Sequence[dict[str, Any]], out_dir: Path) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     agg = aggregate(rows)
     paths = []
@@ -148,6 +149,9 @@ def plot(rows: Sequence[dict[str, Any]], out_dir: Path) -> list[Path]:
                 ax.set_ylabel(LABELS[metric])
                 ax.grid(alpha=0.3)
             axes[0].set_xscale("log")
+            ticks = sorted({round(float(x), 0) for x in g["eps_mean"] if x == x and x > 0})
+            axes[0].xaxis.set_minor_formatter(NullFormatter())
+            axes[0].set_xticks(ticks, [f"{t:.0f}" for t in ticks], fontsize=8)
             axes[0].set_xlabel("mean per-token ε (finite-ε tokens; log scale)")
             axes[1].set_xlabel("share of private tokens released unchanged")
             axes[1].set_xlim(-0.03, 1.03)
