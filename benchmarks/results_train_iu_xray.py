@@ -8,9 +8,12 @@ from the 80% for validation/threshold tuning), model minilm. Each run is one cal
 
 Usage:
     python benchmarks/results_train_iu_xray.py [--runs lora:inf,lora:10,lora:1,full:inf]
-        [--epochs 5] [--lora-layers 2] [--max-length 128] [--out /tmp/veil-iu-xray]
+        [--lora-layers 2] [--max-length 128] [--out /tmp/veil-iu-xray]
 
-Prints a Markdown table and writes results.json in --out. CPU-heavy: minutes per run.
+Each adapter has one fixed recipe (RECIPES: learning rate, epochs, expected batch size;
+DP runs use the "-dp" recipe). Prints a Markdown table and writes results.json in --out
+(runs already in results.json are kept; rerun a row by deleting it). CPU-heavy: tens of
+minutes per LoRA run on two cores, about an hour for full fine-tuning.
 """
 
 from __future__ import annotations
@@ -24,20 +27,28 @@ from pathlib import Path
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "iu_xray_reports.csv"
 
 
+# One recipe per row (chosen once, before looking at the test split; see docs/train.md).
+RECIPES: dict[str, dict[str, float | int]] = {
+    "lora": {"lr": 1e-3, "epochs": 5, "batch_size": 64},     # non-private LoRA
+    "lora-dp": {"lr": 1e-2, "epochs": 10, "batch_size": 256},
+    "head": {"lr": 1e-2, "epochs": 10, "batch_size": 64},
+    "head-dp": {"lr": 3e-2, "epochs": 30, "batch_size": 512},
+    "full": {"lr": 5e-5, "epochs": 3, "batch_size": 32},
+}
+
+
 def _config(kind: str, eps: float, args: argparse.Namespace, out: Path):  # type: ignore[no-untyped-def]
     from veil.train.config import TrainConfig
 
-    full = kind == "full"
+    recipe = RECIPES[kind + ("-dp" if math.isfinite(eps) and kind + "-dp" in RECIPES else "")]
     return TrainConfig(
         data=args.data, out=out / f"{kind}-eps{eps:g}", text_col="findings,impression",
         label_col="Problems", label_sep=";", id_col="uid", top_labels=14,
         exclude_labels=("No Indexing",), val_frac=0.1, test_frac=0.2, split_seed=0,
         model=args.model, adapter=kind, epsilon=eps,  # type: ignore[arg-type]
-        epochs=args.full_epochs if full else args.epochs,
-        batch_size=args.full_batch if full else args.batch_size,
-        lora_r=args.lora_r, lora_layers=None if args.lora_layers == 0 else args.lora_layers,
-        lr=args.full_lr if full else (args.lr if args.lr > 0 else None),
-        max_length=args.max_length, long_docs="chunk", thresholds=args.thresholds,
+        epochs=int(recipe["epochs"]), batch_size=int(recipe["batch_size"]),
+        lr=float(recipe["lr"]), lora_r=8, lora_layers=args.lora_layers or None,
+        max_length=args.max_length, long_docs="chunk", thresholds="per-label",
         seed=args.seed, ledger=out / "ledger.db", quiet=args.quiet, n_boot=1000)
 
 
@@ -46,16 +57,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--runs", default="lora:inf,lora:10,lora:1,full:inf")
     parser.add_argument("--model", default="minilm")
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=0.0, help="0: the adapter's default")
-    parser.add_argument("--lora-r", type=int, default=8)
     parser.add_argument("--lora-layers", type=int, default=2, help="0: all layers")
-    parser.add_argument("--full-epochs", type=int, default=3)
-    parser.add_argument("--full-batch", type=int, default=32)
-    parser.add_argument("--full-lr", type=float, default=5e-5)
     parser.add_argument("--max-length", type=int, default=128)
-    parser.add_argument("--thresholds", default="per-label")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("/tmp/veil-iu-xray"))
@@ -81,7 +84,7 @@ def main() -> None:
             "auroc_macro": m["auroc_macro"], "n_test": m["n_examples"],
             "seconds": round(time.perf_counter() - start, 1),
             "epochs": res.fit.epochs, "lora_layers": args.lora_layers,
-            "max_length": res.max_length,
+            "max_length": res.max_length, "recipe": _config(kind, eps, args, args.out).to_dict(),
         }
         results_path.write_text(json.dumps(results, indent=2, default=str))
         print(f"{spec}: weighted F1 {m['weighted_f1']['value']:.4f} "

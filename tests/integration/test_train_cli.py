@@ -365,3 +365,47 @@ def test_iu_xray_dp_lora_close_to_nonprivate(iu_nonprivate, shared_datasets: Pat
                            lr=1e-2, epochs=10, batch_size=256))
     assert res.epsilon <= epsilon
     assert res.weighted_f1 >= iu_nonprivate.weighted_f1 - gap
+
+
+def test_sweep_with_the_real_trainer(tmp_path: Path) -> None:
+    """`veil sweep` end to end with the real facade (tiny-bert): every run is a real release.
+
+    Each DP run's certified ε is its target (calibration), the rows of results.csv are the
+    runs' own metrics.json figures, the baseline row is scikit-learn's TF-IDF + LR, and the
+    ledger holds exactly the DP spends.
+    """
+    from veil.privacy.ledger import Ledger, fingerprint_file
+
+    data = write_toy(tmp_path / "toy.csv", 240, seed=3)
+    out = tmp_path / "sweep"
+    ledger = tmp_path / "ledger.db"
+    code = run(["sweep", str(data), *BASE, "--epsilons", "4,inf", "--seeds", "1",
+                "--adapters", "lora", "--epochs", "6", "--test-frac", "0.25",
+                "--n-boot", "200", "--ledger", str(ledger), "--out", str(out)])
+    assert code == 0
+    with (out / "results.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    by_eps = {r["epsilon"]: r for r in rows if r["adapter"] == "lora"}
+    assert set(by_eps) == {"4", "inf"}
+    assert any(r["adapter"] != "lora" for r in rows)  # the TF-IDF baseline row
+    run_dirs = sorted(p for p in (out / "runs").iterdir() if p.is_dir())
+    assert len(run_dirs) == 2
+    seen = set()
+    for run_dir in run_dirs:
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        privacy = json.loads((run_dir / "privacy.json").read_text())
+        eps = privacy["epsilon"]
+        key = "inf" if eps is None or not math.isfinite(float(eps)) else "4"
+        seen.add(key)
+        assert float(by_eps[key]["weighted_f1"]) == pytest.approx(
+            metrics["weighted_f1"]["value"], abs=1e-9)
+        if key == "4":
+            assert float(eps) == pytest.approx(4.0, rel=0.01)
+            assert float(by_eps[key]["epsilon_certified"]) == pytest.approx(float(eps), rel=1e-6)
+    assert seen == {"4", "inf"}
+    # it learned: predicting every label for every record scores about 0.57 here (prevalence 0.4)
+    assert float(by_eps["inf"]["weighted_f1"]) > 0.75
+    spends = Ledger(ledger).spends(fingerprint_file(data))
+    finite = [s.epsilon for s in spends if math.isfinite(s.epsilon)]
+    assert sum(finite) == pytest.approx(4.0, rel=0.01)
+    assert json.loads((out / "paired_tests.json").read_text())

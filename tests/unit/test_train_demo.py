@@ -14,11 +14,12 @@ from veil.train.demo import DEMO_EPSILON, demo_config
 
 
 def test_demo_options_fit_the_demo_corpus(tmp_path: Path) -> None:
-    write_demo_corpus(tmp_path, n_reports=150, seed=1)
+    write_demo_corpus(tmp_path, seed=1)  # the demo's own size
     cfg = demo_config(tmp_path, DEMO_EPSILON, seed=1)
     data = prepare_data(cfg)
     assert set(data.space.names) <= set(LABELS) and data.space.multi_label
-    assert len(data.train) + len(data.val) + len(data.test) == 150  # type: ignore[arg-type]
+    assert len(data.train) + len(data.val) + len(data.test) == 600  # type: ignore[arg-type]
+    assert cfg.batch_size < len(data.train)
     assert cfg.out == tmp_path / "train" / "dp-eps3"
     assert demo_config(tmp_path, math.inf, seed=1).out.name == "non-private"
 

@@ -29,8 +29,15 @@ Thresholds = Literal["global", "per-label", "fixed"]
 LongDocs = Literal["truncate", "chunk"]
 ChunkPool = Literal["mean", "max"]
 
-DEFAULT_LR = {"lora": 5e-3, "head": 1e-2, "full": 5e-5}
-"""AdamW learning rates per adapter when ``lr`` is not given (DP and non-private)."""
+DEFAULT_LR = {"lora": 1e-2, "head": 3e-2, "full": 5e-5}
+"""AdamW learning rates per adapter under DP-SGD when ``lr`` is not given.
+
+DP needs larger steps than plain training: each step's update is a noisy average
+over an expected ``batch_size`` records, and there are few steps. The values
+are those of the IU X-ray benchmark (docs/train.md); ``full`` is untuned under DP.
+"""
+DEFAULT_LR_NONPRIVATE = {"lora": 1e-3, "head": 1e-2, "full": 5e-5}
+"""AdamW learning rates per adapter for ``epsilon = inf`` when ``lr`` is not given."""
 
 # options that change the trained weights; a checkpoint is only resumed if they all agree
 _RESUME_KEYS = (
@@ -83,7 +90,8 @@ class TrainConfig:
         delta: δ; None = ``min(1e-5, 1/(10 n))`` with n training records.
         epochs: expected passes over the training records.
         batch_size: expected Poisson batch size ``q n`` (DP) or batch size (non-private).
-        lr: AdamW learning rate (default per adapter, :data:`DEFAULT_LR`).
+        lr: AdamW learning rate (default per adapter and privacy, :data:`DEFAULT_LR`,
+            :data:`DEFAULT_LR_NONPRIVATE`).
         weight_decay: AdamW weight decay.
         clip: per-record L2 clipping norm C of DP-SGD.
         accountant: "prv" (RDP reported beside it; RDP is used if PRV fails) or "rdp".
@@ -168,8 +176,10 @@ class TrainConfig:
 
     @property
     def learning_rate(self) -> float:
-        """``lr``, or the adapter's default."""
-        return self.lr if self.lr is not None else DEFAULT_LR[self.adapter]
+        """``lr``, or the adapter's default (DP or non-private)."""
+        if self.lr is not None:
+            return self.lr
+        return (DEFAULT_LR if self.private else DEFAULT_LR_NONPRIVATE)[self.adapter]
 
     @property
     def alpha(self) -> int:

@@ -13,22 +13,31 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from veil.train.config import TrainConfig
 
 DEMO_EPSILON = 3.0
 
 
-def demo_config(out_dir: Path, epsilon: float, *, seed: int, model: str = "minilm"):  # type: ignore[no-untyped-def]
+def demo_config(out_dir: Path, epsilon: float, *, seed: int, model: str = "minilm"
+                ) -> TrainConfig:
     """The demo's training options for one ε (kept small enough for two CPU cores)."""
     from veil.progress import is_quiet
-    from veil.train.config import TrainConfig
+    from veil.train.config import TrainConfig as Config
 
-    name = "non-private" if math.isinf(epsilon) else f"dp-eps{epsilon:g}"
-    return TrainConfig(
+    private = math.isfinite(epsilon)
+    name = f"dp-eps{epsilon:g}" if private else "non-private"
+    # DP: larger expected batches, more epochs and a larger step (few, noisy steps)
+    epochs, batch_size, lr = (10, 128, 2e-2) if private else (6, 32, 5e-3)
+    return Config(
         data=out_dir / "reports.csv", out=out_dir / "train" / name,
         text_col="findings,impression", label_col="labels", label_sep=";", id_col="id",
-        model=model, adapter="lora", lora_layers=1, lora_r=8, epsilon=epsilon, epochs=6,
-        batch_size=96, max_length=96, long_docs="chunk", val_frac=0.15, test_frac=0.2,
-        split_seed=seed, seed=seed, thresholds="global",
+        model=model, adapter="lora", lora_layers=1, lora_r=8, epsilon=epsilon,
+        max_length=96, long_docs="chunk", val_frac=0.15, test_frac=0.2,
+        split_seed=seed, seed=seed, thresholds="global", epochs=epochs,
+        batch_size=batch_size, lr=lr,
         ledger=out_dir / "train" / "ledger.db", quiet=is_quiet(), n_boot=500)
 
 

@@ -10,6 +10,7 @@ so nothing is released (exit code 3).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 from veil.artifacts import Timer, atomic_output, run_record, write_json
@@ -30,8 +31,11 @@ def write_release(config: TrainConfig, model: Any, tokenizer: Any, data: Any, fi
     """
     summary = data.summary()
     report = privacy_report(config, fit, data.fingerprint, summary)
+    from veil.models import VALID_NAMES
+
+    base = config.model if config.model in VALID_NAMES else str(Path(config.model).resolve())
     meta = {
-        "base_model": config.model, "adapter": config.adapter, "pooling": config.pooling,
+        "base_model": base, "adapter": config.adapter, "pooling": config.pooling,
         "labels": list(data.space.names), "multi_label": data.space.multi_label,
         "max_length": max_length, "long_docs": config.long_docs,
         "chunk_pool": config.chunk_pool, "lora_r": config.lora_r,
