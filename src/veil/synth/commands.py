@@ -218,10 +218,11 @@ def synth_eval(
     embedder: Annotated[str, typer.Option(help="Sentence encoder for the embeddings.")
                         ] = "minilm",
     k: Annotated[int, typer.Option("--k", help="k of the k-NN precision/recall.")] = 3,
-    seed: Annotated[int, typer.Option(help="Seed of the downstream classifier.")] = 0,
+    seed: Annotated[int, typer.Option(
+        help="Seed of the downstream classifier and of MAUVE's k-means.")] = 0,
     quiet: Annotated[bool, typer.Option(help="No summary.")] = False,
 ) -> None:
-    """Fréchet distance, k-NN precision/recall and downstream accuracy vs real held-out data."""
+    """Fréchet distance, k-NN precision/recall, MAUVE and downstream accuracy vs held-out data."""
     from veil.artifacts import write_json
     from veil.progress import console, set_quiet
     from veil.synth.evaluate import evaluate_files
@@ -232,9 +233,12 @@ def synth_eval(
                             embedder=embedder, k=k, seed=seed)
     write_json(out, result.to_dict())
     if not quiet:
+        mauve = "n/a" if result.mauve is None else f"{result.mauve:.3f}"
         console.print(f"Frechet {result.frechet:.4f}  precision {result.precision:.3f}  "
-                      f"recall {result.recall:.3f}  accuracy {result.accuracy:.3f}  "
-                      f"macro-F1 {result.macro_f1:.3f}  -> {out}")
+                      f"recall {result.recall:.3f}  MAUVE {mauve}  "
+                      f"accuracy {result.accuracy:.3f}  macro-F1 {result.macro_f1:.3f}  -> {out}")
+        if result.mauve_note:
+            console.print(result.mauve_note)
 
 
 def register(app: typer.Typer) -> None:

@@ -83,6 +83,8 @@ def run_demo_stage(out_dir: Path, *, seed: int) -> None:
          ", ".join(f"{s} {e:.2f}" for s, e in summary.per_site_epsilon.items())),
         ("Frechet distance (minilm)", f"{result.frechet:.4f}"),
         ("k-NN precision / recall", f"{result.precision:.3f} / {result.recall:.3f}"),
+        ("MAUVE (minilm)", (result.mauve_note or "n/a") if result.mauve is None
+         else f"{result.mauve:.3f} ({result.mauve_buckets} buckets)"),
         ("downstream accuracy / macro-F1", f"{result.accuracy:.3f} / {result.macro_f1:.3f}"),
         ("artifacts", str(work / "run")),
     ]

@@ -8,6 +8,10 @@ real texts (``minilm`` by default):
 - **k-NN precision / recall** (Kynkäänniemi et al. 2019): precision is the
   share of synthetic points inside the real data's k-NN balls (realism),
   recall the share of real points inside the synthetic k-NN balls (coverage);
+- **MAUVE** (Pillutla et al. 2021, package ``mauve-text``): both sets quantized
+  together by k-means into ``max(2, round(min(n_real, n_synth) / 10))`` buckets,
+  then the area under the divergence frontier of the two histograms (0–1,
+  higher is closer);
 - **downstream accuracy / macro-F1**: a logistic regression on embeddings
   trained on the synthetic set (labels = control codes) and tested on real data.
 
@@ -17,7 +21,11 @@ spends no privacy budget and makes no privacy claim.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -68,6 +76,56 @@ def knn_precision_recall(real: np.ndarray, synth: np.ndarray, k: int = 3) -> tup
     return precision, recall
 
 
+MAUVE_MISSING = "MAUVE not computed: the mauve-text package (with faiss-cpu) is not installed"
+
+
+def mauve_buckets(n_real: int, n_synth: int) -> int:
+    """MAUVE's quantization size: a tenth of the smaller side, at least 2 (the package's 'auto')."""
+    return max(2, round(min(n_real, n_synth) / 10))
+
+
+@contextlib.contextmanager
+def _without_faiss_size_warning() -> Iterator[None]:
+    """Drop faiss's C-level "WARNING clustering N points to K centroids" lines from stderr.
+
+    MAUVE's n/10 bucket rule always trips that warning; anything else printed is passed on.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            kept = [line for line in tmp.read().decode("utf-8", "replace").splitlines(True)
+                    if not line.startswith("WARNING clustering")]
+            if kept:
+                sys.stderr.write("".join(kept))
+
+
+def mauve_score(real_emb: np.ndarray, synth_emb: np.ndarray, *, seed: int = 0) -> float:
+    """MAUVE (Pillutla et al. 2021) between real and synthetic embeddings; 1 = same histogram.
+
+    The features are given directly, so no model is loaded. Raises ``ImportError`` when
+    ``mauve-text`` (or ``faiss``) is missing.
+    """
+    import mauve
+
+    real = np.asarray(real_emb, dtype=np.float64)
+    synth = np.asarray(synth_emb, dtype=np.float64)
+    if real.shape[0] < 2 or synth.shape[0] < 2:
+        raise ValueError("need at least two points on each side")
+    with _without_faiss_size_warning():
+        out = mauve.compute_mauve(p_features=real, q_features=synth,
+                                  num_buckets=mauve_buckets(real.shape[0], synth.shape[0]),
+                                  device_id=-1, verbose=False, seed=seed)
+    return float(out.mauve)
+
+
 def downstream(train_x: np.ndarray, train_y: Sequence[str], test_x: np.ndarray,
                test_y: Sequence[str], seed: int = 0) -> tuple[float, float]:
     """``(accuracy, macro F1)`` on real data of a classifier trained on synthetic data."""
@@ -97,6 +155,9 @@ class SynthEval:
     accuracy: float
     macro_f1: float
     embedder: str
+    mauve: float | None = None
+    mauve_buckets: int | None = None
+    mauve_note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -116,8 +177,16 @@ def evaluate_texts(synth_texts: Sequence[str], synth_labels: Sequence[str],
     r_emb = embed(encoder, list(real_texts), batch_size)
     precision, recall = knn_precision_recall(r_emb, s_emb, k)
     acc, f1 = downstream(s_emb, synth_labels, r_emb, real_labels, seed)
-    return SynthEval(len(synth_texts), len(real_texts), frechet_distance(s_emb, r_emb),
-                     precision, recall, acc, f1, embedder)
+    try:
+        mauve_value: float | None = mauve_score(r_emb, s_emb, seed=seed)
+        buckets: int | None = mauve_buckets(len(r_emb), len(s_emb))
+        note = None
+    except ImportError:
+        mauve_value, buckets, note = None, None, MAUVE_MISSING
+    return SynthEval(n_synthetic=len(synth_texts), n_real=len(real_texts),
+                     frechet=frechet_distance(s_emb, r_emb), precision=precision,
+                     recall=recall, accuracy=acc, macro_f1=f1, embedder=embedder,
+                     mauve=mauve_value, mauve_buckets=buckets, mauve_note=note)
 
 
 def evaluate_files(synth: str | Path, real: str | Path, *, text_col: str = "text",
