@@ -41,7 +41,9 @@ SUMMARY_COLUMNS = [
     ("yelp", "polar", "stamp", "accuracy", "Yelp acc., polar"),
     ("squad", "polar", "stamp", "answer_survival", "SQuAD answers kept, polar"),
     ("phi-demo", "polar", "stamp", "phi_survival", "demo PHI spans surviving, polar"),
+    ("phi-demo", "polar", "uniform", "phi_survival", "demo PHI surviving, polar uniform"),
     ("phi-i2b2", "polar", "stamp", "phi_survival", "i2b2 PHI spans surviving, polar"),
+    ("phi-i2b2", "polar", "uniform", "phi_survival", "i2b2 PHI surviving, polar uniform"),
 ]
 CMD_BEGIN, CMD_END = "<!-- commands:begin -->", "<!-- commands:end -->"
 EVAL = "veil privatize-eval"
