@@ -69,7 +69,7 @@ STAGES: dict[str, list[tuple[str, str]]] = {
     "limited": [
         ("limited", "--task-set agnews --mechanisms dchi,exponential --grid d384 "
                     "--limit 500 --seeds 1"),
-        ("limited", "--task-set yelp,squad,phi --mechanisms exponential --grid d384 --seeds 1"),
+        ("limited", "--task-set yelp,squad,phi --mechanisms exponential --grid d384 --seeds 3"),
         ("limited", "--task-set agnews --mechanisms dchi,exponential --grid paper "
                     "--limit 500 --seeds 1"),
     ],
