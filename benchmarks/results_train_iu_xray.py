@@ -61,11 +61,18 @@ def _baseline_row(args: argparse.Namespace, start: float) -> dict[str, object]:
     def point(name: str) -> dict[str, object]:
         return {"value": float(m[name]), "ci95": None}
 
-    return {"adapter": "tfidf-lr", "target_epsilon": "inf", "epsilon": math.inf,
+    return {"adapter": "tfidf-lr", "target_epsilon": "inf", "epsilon": "inf",
             "epsilon_rdp": None, "delta": 0.0, "noise_multiplier": None, "steps": None,
             "weighted_f1": point("weighted_f1"), "micro_f1": point("micro_f1"),
-            "macro_f1": point("macro_f1"), "auroc_macro": {"value": math.nan, "ci95": None},
+            "macro_f1": point("macro_f1"), "auroc_macro": {"value": None, "ci95": None},
             "n_test": len(res.test_ids), "seconds": round(time.perf_counter() - start, 1)}
+
+
+def _fmt(value: object, spec: str) -> str:
+    """A number for the table; "inf" stays as is, a missing value is a dash."""
+    if value is None:
+        return "–"
+    return value if isinstance(value, str) else format(value, spec)
 
 
 def main() -> None:
@@ -91,20 +98,22 @@ def main() -> None:
         eps = math.inf if eps_text == "inf" else float(eps_text)
         start = time.perf_counter()
         if kind == "tfidf":  # the sweep's TF-IDF + LR baseline on the same split (non-private)
-            results[spec] = _baseline_row(args, time.perf_counter())
+            results[spec] = _baseline_row(args, start)
             results_path.write_text(json.dumps(results, indent=2, default=str))
             continue
-        res = train(_config(kind, eps, args, args.out))
+        config = _config(kind, eps, args, args.out)
+        res = train(config)
         m = res.metrics
         results[spec] = {
-            "adapter": kind, "target_epsilon": eps_text, "epsilon": res.epsilon,
+            "adapter": kind, "target_epsilon": eps_text,
+            "epsilon": res.epsilon if math.isfinite(res.epsilon) else "inf",
             "epsilon_rdp": res.privacy.extra.get("epsilon_rdp"), "delta": res.delta,
             "noise_multiplier": res.privacy.noise_multiplier, "steps": res.fit.steps,
             "weighted_f1": m["weighted_f1"], "micro_f1": m["micro_f1"], "macro_f1": m["macro_f1"],
             "auroc_macro": m["auroc_macro"], "n_test": m["n_examples"],
             "seconds": round(time.perf_counter() - start, 1),
             "epochs": res.fit.epochs, "lora_layers": args.lora_layers,
-            "max_length": res.max_length, "recipe": _config(kind, eps, args, args.out).to_dict(),
+            "max_length": res.max_length, "recipe": config.to_dict(),
         }
         results_path.write_text(json.dumps(results, indent=2, default=str))
         print(f"{spec}: weighted F1 {m['weighted_f1']['value']:.4f} "
@@ -116,10 +125,10 @@ def main() -> None:
         w = r["weighted_f1"]
         ci = f"[{w['ci95'][0]:.3f}, {w['ci95'][1]:.3f}]" if w["ci95"] else ""
         eps_rdp = r["epsilon_rdp"]
-        print(f"| {r['adapter']} | {r['target_epsilon']} | {r['epsilon']:.3g} | "
+        print(f"| {r['adapter']} | {r['target_epsilon']} | {_fmt(r['epsilon'], '.3g')} | "
               f"{'–' if eps_rdp is None else f'{eps_rdp:.3g}'} | {w['value']:.3f} {ci} | "
               f"{r['micro_f1']['value']:.3f} | {r['macro_f1']['value']:.3f} | "
-              f"{r['auroc_macro']['value']:.3f} | {r['seconds']:.0f} |")
+              f"{_fmt(r['auroc_macro']['value'], '.3f')} | {r['seconds']:.0f} |")
 
 
 if __name__ == "__main__":
