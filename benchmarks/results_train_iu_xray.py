@@ -40,7 +40,9 @@ RECIPES: dict[str, dict[str, float | int]] = {  # "tfidf:inf" runs the sweep's b
 def _config(kind: str, eps: float, args: argparse.Namespace, out: Path):  # type: ignore[no-untyped-def]
     from veil.train.config import TrainConfig
 
-    recipe = RECIPES[kind + ("-dp" if math.isfinite(eps) and kind + "-dp" in RECIPES else "")]
+    recipe = dict(RECIPES[kind + ("-dp" if math.isfinite(eps) and kind + "-dp" in RECIPES else "")])
+    recipe.update({k: v for k, v in (("lr", args.lr), ("epochs", args.epochs),
+                                     ("batch_size", args.batch_size)) if v is not None})
     return TrainConfig(
         data=args.data, out=out / f"{kind}-eps{eps:g}", text_col="findings,impression",
         label_col="Problems", label_sep=";", id_col="uid", top_labels=14,
@@ -84,6 +86,9 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true")
+    for flag, kind in (("--lr", float), ("--epochs", int), ("--batch-size", int)):
+        parser.add_argument(flag, type=kind, default=None,
+                            help="override the recipe for every run (recipe search)")
     parser.add_argument("--out", type=Path, default=Path("/tmp/veil-iu-xray"))
     args = parser.parse_args()
     if not args.data.is_file():

@@ -288,3 +288,49 @@ def test_causal_lm_loss_and_llama_lora_fast_path() -> None:
     assert len(updates[0]) == 8
     for a, b in zip(*updates, strict=True):
         assert torch.allclose(a, b, atol=1e-9)
+
+
+def test_micro_batches_give_the_same_noisy_step_as_the_whole_batch() -> None:
+    """Splitting a batch (each part cut to its own longest example) changes nothing."""
+    from veil.privacy.dpsgd import MicroBatches
+    from veil.train.loop import split_by_length
+
+    batch = make_batch(7, seed=4, multi_label=True)
+    batch = {k: v for k, v in batch.items() if k != "lengths"}
+    kwargs = {"noise_multiplier": 0.9, "max_grad_norm": 0.05, "sample_rate": 0.1,
+              "dataset_size": 70, "seed": 5}
+    updates = []
+    for split in (False, True):
+        model = tiny_bert(task="multi_label")
+        params = [p for _, p in trainable(model)]
+        before = [p.detach().clone() for p in params]
+        trainer = DPTrainer(model, torch.optim.SGD(params, lr=1.0), DPConfig(**kwargs),  # type: ignore[arg-type]
+                            classification_loss("multi_label"))
+        step_batch = split_by_length(batch, size=3) if split else batch
+        if split:
+            assert isinstance(step_batch, MicroBatches)
+            assert [len(p["labels"]) for p in step_batch.parts] == [3, 3, 1]
+            widths = [p["input_ids"].shape[1] for p in step_batch.parts]
+            assert widths == sorted(widths) and widths[0] < batch["input_ids"].shape[1]
+        trainer.step(step_batch)
+        trainer.close()
+        updates.append([b - p.detach() for b, p in zip(before, params, strict=True)])
+    for whole, micro in zip(*updates, strict=True):
+        assert whole.abs().sum() > 0
+        assert torch.allclose(whole, micro, atol=1e-10, rtol=1e-8)
+
+
+def test_opacus_modes_refuse_several_micro_batches() -> None:
+    from veil.privacy.dpsgd import MicroBatches
+
+    batch = {k: v for k, v in make_batch(4, seed=6, multi_label=False).items() if k != "lengths"}
+    model = tiny_bert()
+    params = [p for _, p in trainable(model)]
+    cfg = DPConfig(noise_multiplier=1.0, max_grad_norm=1.0, sample_rate=0.1, dataset_size=40,
+                   grad_sample_mode="hooks")
+    trainer = DPTrainer(model, torch.optim.SGD(params, lr=0.1), cfg,
+                        classification_loss("single_label"))
+    halves = MicroBatches(tuple({k: v[i:i + 2] for k, v in batch.items()} for i in (0, 2)))
+    with pytest.raises(BadInput, match="lora-fast"):
+        trainer.step(halves)
+    trainer.close()

@@ -45,6 +45,7 @@ __all__ = [
     "DPConfig",
     "DPTrainer",
     "LossFn",
+    "MicroBatches",
     "UnsupportedLayerError",
     "add_lora",
     "causal_lm_loss",
@@ -139,7 +140,22 @@ def causal_lm_loss(model: nn.Module, batch: Mapping[str, Tensor]) -> Tensor:
     return (tok * valid).sum(1) / valid.sum(1).clamp(min=1.0)
 
 
+@dataclass(frozen=True)
+class MicroBatches:
+    """One Poisson-sampled batch held as several physical micro-batches.
+
+    Clipping is per example, so the clipped sum, and hence the noisy step and its
+    privacy, are exactly those of the whole batch; splitting only changes padding
+    (micro-batches of similar lengths pad less) and peak memory. The fast path
+    (``grad_sample_mode="lora-fast"``) accepts them; Opacus's modes take one batch.
+    """
+
+    parts: tuple[Mapping[str, Tensor], ...]
+
+
 def _batch_len(batch: Any) -> int:
+    if isinstance(batch, MicroBatches):
+        return sum(_batch_len(part) for part in batch.parts)
     if isinstance(batch, Mapping):
         for v in batch.values():
             if isinstance(v, Tensor):
@@ -271,12 +287,13 @@ class DPTrainer:
         collate = CollateFnWithEmpty(collate_fn or default_collate)
         return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate)
 
-    def step(self, batch: Mapping[str, Tensor]) -> float:
+    def step(self, batch: Mapping[str, Tensor] | MicroBatches) -> float:
         """One DP-SGD step; the step is charged to the accountant (empty batches too).
 
         Args:
-            batch: a batch from :meth:`make_loader`. The epsilon assumes Poisson
-                sampling at ``sample_rate``; fixed-size shuffled batches void it.
+            batch: a batch from :meth:`make_loader` (or the same batch split into
+                :class:`MicroBatches`). The epsilon assumes Poisson sampling at
+                ``sample_rate``; fixed-size shuffled batches void it.
 
         Returns:
             The batch's mean loss. It is NOT privatized: use it for local
@@ -288,6 +305,10 @@ class DPTrainer:
         if self._collector is not None:
             loss = self._fast_step(batch, b)
         else:
+            if isinstance(batch, MicroBatches):
+                if len(batch.parts) != 1:
+                    raise BadInput("micro-batches need grad_sample_mode='lora-fast'")
+                batch = batch.parts[0]
             loss = self._opacus_step(batch, b)
         self._accountant.step(
             noise_multiplier=self.config.noise_multiplier, sample_rate=self.config.sample_rate
@@ -297,32 +318,42 @@ class DPTrainer:
             self._check_motion(snapshot)
         return loss
 
-    def _fast_step(self, batch: Mapping[str, Tensor], b: int) -> float:
+    def _fast_step(self, batch: Mapping[str, Tensor] | MicroBatches, b: int) -> float:
         from opacus.optimizers.optimizer import _generate_noise
 
-        assert self._collector is not None
         cfg = self.config
         self.optimizer.zero_grad(set_to_none=True)
-        loss = 0.0
-        if b == 0:
-            sums = [torch.zeros_like(p) for p in self._params]
-        else:
-            self._collector.start()
-            try:
-                losses = self.loss_fn(self.model, batch)
-                losses.sum().backward()
-            finally:
-                self._collector.stop()
-            grads = self._collector.pop()
-            self._require(grads, b)
-            sums, _ = clip_and_sum(grads, cfg.max_grad_norm)  # type: ignore[arg-type]
-            loss = float(losses.detach().mean())
+        parts = batch.parts if isinstance(batch, MicroBatches) else (batch,)
+        sums = [torch.zeros_like(p) for p in self._params]
+        loss_sum = 0.0
+        for part in parts:
+            n = _batch_len(part)
+            if n == 0:
+                continue
+            part_sums, part_loss = self._clipped_sum(part, n)
+            sums = [s + ps for s, ps in zip(sums, part_sums, strict=True)]
+            loss_sum += part_loss
         std = cfg.noise_multiplier * cfg.max_grad_norm
         for p, s in zip(self._params, sums, strict=True):
             noise = _generate_noise(std, s, self._noise_gen, cfg.secure)
             p.grad = ((s + noise) / cfg.expected_batch_size).view_as(p)
         self.optimizer.step()
-        return loss
+        return loss_sum / b if b else 0.0
+
+    def _clipped_sum(self, batch: Mapping[str, Tensor], b: int) -> tuple[list[Tensor], float]:
+        """Sum over the batch of each example's clipped gradient, and the summed loss."""
+        assert self._collector is not None
+        self._collector.start()
+        try:
+            losses = self.loss_fn(self.model, batch)
+            losses.sum().backward()
+        finally:
+            self._collector.stop()
+        grads = self._collector.pop()
+        self._require(grads, b)
+        sums, _ = clip_and_sum(grads, self.config.max_grad_norm)  # type: ignore[arg-type]
+        return [s.view_as(p) for s, p in zip(sums, self._params, strict=True)], \
+            float(losses.detach().sum())
 
     def _opacus_step(self, batch: Mapping[str, Tensor], b: int) -> float:
         from opacus.utils.fast_gradient_clipping_utils import DPTensorFastGradientClipping

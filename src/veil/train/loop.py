@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from veil.privacy import accounting
-from veil.privacy.dpsgd import LossFn
+from veil.privacy.dpsgd import LossFn, MicroBatches
 from veil.privacy.rng import make_torch_generator
 from veil.progress import info, make_progress
 from veil.train.checkpoint import Checkpointer
@@ -81,6 +81,31 @@ def collate(items: list[Example]) -> dict[str, Tensor]:
     batch = pad_states(xs) if isinstance(xs[0], Tensor) else pad(xs)
     batch["labels"] = torch.stack([torch.as_tensor(y) for _, y in items])
     return batch
+
+
+MICRO_BATCH = 32
+"""Examples per physical micro-batch of a DP step (sorted by length: less padding)."""
+SEQUENCE_KEYS = ("input_ids", "attention_mask", "prefix_states")
+
+
+def split_by_length(batch: Any, size: int = MICRO_BATCH) -> Any:
+    """A padded batch as :class:`MicroBatches` of ≤ ``size`` examples of similar length.
+
+    Each micro-batch is cut to its own longest example (right padding only), so
+    no real token is dropped; the DP step's clipped sum is unchanged. Batches of
+    at most ``size`` examples (and Opacus's empty ``[]``) are returned as they are.
+    """
+    if not isinstance(batch, Mapping) or int(batch["labels"].shape[0]) <= size:
+        return batch
+    b = int(batch["labels"].shape[0])
+    lengths = batch["attention_mask"].sum(1)
+    order = torch.argsort(lengths, stable=True)
+    parts = []
+    for start in range(0, b, size):
+        idx = order[start:start + size]
+        t = int(lengths[idx].max())
+        parts.append({k: v[idx, :t] if k in SEQUENCE_KEYS else v[idx] for k, v in batch.items()})
+    return MicroBatches(tuple(parts))
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
@@ -198,7 +223,7 @@ def _fit_dp(model: nn.Module, examples: list[Example], config: TrainConfig, delt
             with make_progress() as bar:
                 task_id = bar.add_task(f"epoch {epoch}/{config.epochs}", total=per_epoch)
                 for batch in loader:
-                    trainer.step(batch)
+                    trainer.step(split_by_length(batch) if mode == "lora-fast" else batch)
                     bar.advance(task_id)
             eps = trainer.epsilon(delta)
             _epoch_end(epoch, trainer.steps_taken, eps, validate, model, curve)
