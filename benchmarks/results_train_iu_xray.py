@@ -51,6 +51,7 @@ def _config(kind: str, eps: float, args: argparse.Namespace, out: Path):  # type
         epochs=int(recipe["epochs"]), batch_size=int(recipe["batch_size"]),
         lr=float(recipe["lr"]), lora_r=8, lora_layers=args.lora_layers or None,
         max_length=args.max_length, long_docs="chunk", thresholds="per-label",
+        clipping=args.clipping if math.isfinite(eps) else "flat",
         seed=args.seed, ledger=out / "ledger.db", quiet=args.quiet, n_boot=1000)
 
 
@@ -86,6 +87,8 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--clipping", default="flat", choices=("flat", "group"),
+                        help="DP runs: flat, or head and adapters clipped apart (C/√2 each)")
     for flag, kind in (("--lr", float), ("--epochs", int), ("--batch-size", int)):
         parser.add_argument(flag, type=kind, default=None,
                             help="override the recipe for every run (recipe search)")

@@ -297,6 +297,9 @@ def test_micro_batches_give_the_same_noisy_step_as_the_whole_batch() -> None:
 
     batch = make_batch(7, seed=4, multi_label=True)
     batch = {k: v for k, v in batch.items() if k != "lengths"}
+    t = batch["input_ids"].shape[1]  # as veil.train.classifier.pad builds them
+    batch["position_ids"] = torch.arange(t).expand(7, t).clone()
+    batch["token_type_ids"] = torch.zeros_like(batch["input_ids"])
     kwargs = {"noise_multiplier": 0.9, "max_grad_norm": 0.05, "sample_rate": 0.1,
               "dataset_size": 70, "seed": 5}
     updates = []
@@ -314,6 +317,8 @@ def test_micro_batches_give_the_same_noisy_step_as_the_whole_batch() -> None:
             assert widths == sorted(widths) and widths[0] < batch["input_ids"].shape[1]
         trainer.step(step_batch)
         trainer.close()
+        with pytest.raises(ValueError, match="extra"):
+            split_by_length({**batch, "extra": batch["input_ids"]}, size=3)
         updates.append([b - p.detach() for b, p in zip(before, params, strict=True)])
     for whole, micro in zip(*updates, strict=True):
         assert whole.abs().sum() > 0
@@ -334,3 +339,45 @@ def test_opacus_modes_refuse_several_micro_batches() -> None:
     with pytest.raises(BadInput, match="lora-fast"):
         trainer.step(halves)
     trainer.close()
+
+
+def test_group_clipping_equals_a_naive_loop_and_keeps_the_norm_bound() -> None:
+    """Head and adapters clipped apart to C/√2 each: the naive loop's sum, and norm ≤ C."""
+    batch = make_batch(6, seed=8, multi_label=True)
+    model = tiny_bert(task="multi_label")
+    names = [n for n, _ in trainable(model)]
+    head = [i for i, n in enumerate(names) if "classifier." in n]
+    assert head and len(head) < len(names)
+    per_example = naive_grads(model, batch, "multi_label")
+    rest = [i for i in range(len(names)) if i not in head]
+    norms = [float(torch.sqrt(sum(g[i].pow(2).sum() for i in group)))
+             for g in per_example for group in (head, rest)]
+    bound = 0.5 * min(norms)  # every group of every example is clipped
+    c = bound * 2 ** 0.5
+    expected = [torch.zeros_like(g) for g in per_example[0]]
+    for grads in per_example:
+        for group in (head, rest):
+            norm = float(torch.sqrt(sum(grads[i].pow(2).sum() for i in group)))
+            assert norm > bound  # both groups are really clipped here
+            for i in group:
+                expected[i] = expected[i] + min(1.0, bound / (norm + 1e-6)) * grads[i]
+        clipped = torch.sqrt(sum(
+            (min(1.0, bound / (float(torch.sqrt(sum(grads[j].pow(2).sum() for j in g))) + 1e-6))
+             * grads[i]).pow(2).sum()
+            for g in (head, rest) for i in g))
+        assert float(clipped) <= c * (1 + 1e-9)
+    params = [p for _, p in trainable(model)]
+    groups = [[params[i] for i in head], [p for i, p in enumerate(params) if i not in head]]
+    before = [p.detach().clone() for p in params]
+    cfg = DPConfig(noise_multiplier=0.0, max_grad_norm=c, sample_rate=0.1, dataset_size=60)
+    trainer = DPTrainer(model, torch.optim.SGD(params, lr=1.0), cfg,
+                        classification_loss("multi_label"), clip_groups=groups)
+    trainer.step({k: v for k, v in batch.items() if k != "lengths"})
+    trainer.close()
+    for b, p, e in zip(before, params, expected, strict=True):
+        assert torch.allclose((b - p.detach()) * cfg.expected_batch_size, e, atol=1e-9)
+    other = tiny_bert()
+    other_params = [p for _, p in trainable(other)]
+    with pytest.raises(BadInput, match="partition"):
+        DPTrainer(other, torch.optim.SGD(other_params, lr=1.0), cfg,
+                  classification_loss("single_label"), clip_groups=[other_params[:1]])

@@ -21,7 +21,7 @@ checks that trainable weights really moved (the PEFT/Opacus frozen-LoRA pitfall)
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -176,6 +176,11 @@ class DPTrainer:
         loss_fn: per-example losses; see :func:`classification_loss`, :func:`causal_lm_loss`.
         noise_generator: source of the Gaussian noise (default: built from ``config``).
         sample_generator: source of the Poisson sampling in :meth:`make_loader`.
+        clip_groups: group-wise clipping (``"lora-fast"`` only): a partition of the
+            trainable parameters into k groups, each clipped to ``max_grad_norm / sqrt(k)``
+            (the per-record sensitivity stays ``max_grad_norm``; σ and ε are unchanged).
+            Useful when one group's gradient would otherwise dwarf another's, e.g. a
+            classification head over LoRA adapters. Default: flat clipping.
 
     Raises:
         UnsupportedLayerError: a trainable parameter has no per-sample path in this mode.
@@ -191,6 +196,7 @@ class DPTrainer:
         *,
         noise_generator: torch.Generator | None = None,
         sample_generator: torch.Generator | None = None,
+        clip_groups: Sequence[Sequence[nn.Parameter]] | None = None,
     ) -> None:
         from opacus.accountants import create_accountant
 
@@ -208,10 +214,24 @@ class DPTrainer:
         self._collector: LinearPerSampleGrads | None = None
         self._hooks: Any = None
         self._dp_opt: Any = None
+        self._clip_groups = self._group_indices(clip_groups)
         if config.grad_sample_mode == "lora-fast":
             self._collector = LinearPerSampleGrads(model, self._params)
         else:
+            if self._clip_groups is not None:
+                raise BadInput("group-wise clipping needs grad_sample_mode='lora-fast'")
             self._setup_opacus()
+
+    def _group_indices(self, groups: Sequence[Sequence[nn.Parameter]] | None
+                       ) -> list[list[int]] | None:
+        if groups is None:
+            return None
+        index = {id(p): i for i, p in enumerate(self._params)}
+        out = [[index.get(id(p), -1) for p in g] for g in groups if len(g)]
+        flat = sorted(i for g in out for i in g)
+        if flat != list(range(len(self._params))):
+            raise BadInput("clip_groups must partition the trainable parameters")
+        return out
 
     def _check_params(self) -> list[str]:
         names = {id(p): n for n, p in self.model.named_parameters()}
@@ -351,7 +371,8 @@ class DPTrainer:
             self._collector.stop()
         grads = self._collector.pop()
         self._require(grads, b)
-        sums, _ = clip_and_sum(grads, self.config.max_grad_norm)  # type: ignore[arg-type]
+        sums, _ = clip_and_sum(grads, self.config.max_grad_norm,  # type: ignore[arg-type]
+                               self._clip_groups)
         return [s.view_as(p) for s, p in zip(sums, self._params, strict=True)], \
             float(losses.detach().sum())
 

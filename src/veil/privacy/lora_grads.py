@@ -25,7 +25,8 @@ Privacy meaning: these are the per-record gradients that DP-SGD clips to norm
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Sequence
 from functools import partial
 from typing import Any, Literal
 
@@ -206,19 +207,33 @@ class LinearPerSampleGrads:
 
 
 def clip_and_sum(
-    grad_samples: list[Tensor], max_grad_norm: float
+    grad_samples: list[Tensor], max_grad_norm: float,
+    groups: Sequence[Sequence[int]] | None = None,
 ) -> tuple[list[Tensor], Tensor]:
-    """Clip each example's whole gradient to L2 norm ``max_grad_norm`` and sum over examples.
+    """Clip each example's gradient to L2 norm ``max_grad_norm`` and sum over examples.
 
-    The norm is taken over all parameters together ("flat" clipping), with the
-    same factor ``min(1, C / (norm + 1e-6))`` as Opacus. Returns the clipped sums
-    (one per parameter) and the per-example norms before clipping.
+    Flat clipping (``groups=None``): the norm is taken over all parameters together,
+    with the same factor ``min(1, C / (norm + 1e-6))`` as Opacus. Group-wise
+    clipping: ``groups`` partitions the indices of ``grad_samples`` into k groups,
+    each clipped on its own to ``C / sqrt(k)``, so the whole clipped gradient still
+    has norm at most C (the sensitivity, hence σ and ε, is unchanged). Returns the
+    clipped sums (one per parameter) and the per-example norms before clipping.
     """
     b = grad_samples[0].shape[0]
-    sq = torch.zeros(b, dtype=grad_samples[0].dtype, device=grad_samples[0].device)
-    for gs in grad_samples:
-        sq = sq + gs.reshape(b, -1).pow(2).sum(1)
-    norms = sq.sqrt()
-    factor = (max_grad_norm / (norms + 1e-6)).clamp(max=1.0)
-    sums = [(factor.to(gs.dtype) @ gs.reshape(b, -1)).view(gs.shape[1:]) for gs in grad_samples]
-    return sums, norms
+    parts = [list(range(len(grad_samples)))] if groups is None else [list(g) for g in groups]
+    if sorted(i for g in parts for i in g) != list(range(len(grad_samples))):
+        raise ValueError("clipping groups must partition the parameters")
+    bound = max_grad_norm / math.sqrt(len(parts))
+    factors: list[Tensor | None] = [None] * len(grad_samples)
+    total = torch.zeros(b, dtype=grad_samples[0].dtype, device=grad_samples[0].device)
+    for group in parts:
+        sq = torch.zeros_like(total)
+        for i in group:
+            sq = sq + grad_samples[i].reshape(b, -1).pow(2).sum(1)
+        total = total + sq
+        factor = (bound / (sq.sqrt() + 1e-6)).clamp(max=1.0)
+        for i in group:
+            factors[i] = factor
+    sums = [(f.to(gs.dtype) @ gs.reshape(b, -1)).view(gs.shape[1:])  # type: ignore[union-attr]
+            for f, gs in zip(factors, grad_samples, strict=True)]
+    return sums, total.sqrt()

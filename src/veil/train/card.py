@@ -43,6 +43,8 @@ def privacy_report(config: TrainConfig, fit: FitResult, fingerprint: str,
         "expected_batch_size": config.batch_size,
         "adapter": config.adapter,
         "sampling": "Poisson" if config.private else "shuffled mini-batches",
+        "clipping": ("group: head and adapters each clipped to C/sqrt(2), total norm <= C"
+                     if config.clipping == "group" else "flat: whole gradient clipped to C"),
         "covered": "the released model weights (adapters and head), with respect to adding "
                    "or removing one training record",
         "not_covered": list(NOT_COVERED),

@@ -87,6 +87,8 @@ def train(
     lr: Annotated[float | None, typer.Option(help="AdamW learning rate (default per adapter).")
                   ] = None,
     clip: Annotated[float, typer.Option(help="Per-record gradient clipping norm C.")] = 1.0,
+    clipping: Annotated[str, typer.Option(
+        help="flat, or group: head and adapters each clipped to C/√2 (same ε).")] = "flat",
     accountant: Annotated[str, typer.Option(help="prv (RDP reported beside it) or rdp.")] = "prv",
     thresholds: Annotated[str, typer.Option(help="global, per-label or fixed (0.5).")
                           ] = "per-label",
@@ -132,6 +134,7 @@ def train(
         epsilon=_number(epsilon, "--epsilon", allow_inf=True),
         delta=None if delta.strip().lower() == "auto" else _number(delta, "--delta"),
         epochs=epochs, batch_size=batch_size, lr=lr, clip=clip,
+        clipping=clipping,  # type: ignore[arg-type]
         accountant=accountant, thresholds=thresholds,  # type: ignore[arg-type]
         seed=seed, secure=secure, resume=resume, merge=merge, ledger=ledger, quiet=quiet)
     result = run_train(config)

@@ -45,7 +45,7 @@ _RESUME_KEYS = (
     "exclude_labels", "min_label_count", "val_frac", "val", "test_frac", "test", "split_seed",
     "model", "adapter", "lora_r", "lora_alpha", "lora_targets", "lora_layers", "max_length",
     "coverage", "epsilon", "delta", "epochs", "batch_size", "lr", "weight_decay", "clip",
-    "accountant", "seed", "secure",
+    "clipping", "accountant", "seed", "secure",
 )
 
 
@@ -94,6 +94,10 @@ class TrainConfig:
             :data:`DEFAULT_LR_NONPRIVATE`).
         weight_decay: AdamW weight decay.
         clip: per-record L2 clipping norm C of DP-SGD.
+        clipping: "flat" (the whole gradient to C) or "group" (the head and the LoRA
+            adapters each to C/√2: the record's gradient still has norm ≤ C, so σ and ε
+            are unchanged, but the head's large gradient no longer crowds the adapters'
+            out of the clipped sum).
         accountant: "prv" (RDP reported beside it; RDP is used if PRV fails) or "rdp".
         thresholds: multi-label decision thresholds tuned on validation: one global,
             one per label, or fixed at 0.5.
@@ -141,6 +145,7 @@ class TrainConfig:
     lr: float | None = None
     weight_decay: float = 0.0
     clip: float = 1.0
+    clipping: Literal["flat", "group"] = "flat"
     accountant: Literal["prv", "rdp"] = "prv"
     thresholds: Thresholds = "per-label"
     seed: int = 0
@@ -208,6 +213,10 @@ class TrainConfig:
             raise bad("chunk_pool", "must be mean or max")
         if self.pooling not in ("mean", "cls"):
             raise bad("pooling", "must be mean or cls")
+        if self.clipping not in ("flat", "group"):
+            raise bad("clipping", "must be flat or group")
+        if self.clipping == "group" and self.adapter == "full":
+            raise bad("clipping", "group needs --adapter lora or head")
         if self.accountant not in ("prv", "rdp"):
             raise bad("accountant", "must be prv or rdp")
         positive_ints = {"epochs": self.epochs, "batch_size": self.batch_size,

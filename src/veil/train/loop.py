@@ -85,7 +85,8 @@ def collate(items: list[Example]) -> dict[str, Tensor]:
 
 MICRO_BATCH = 32
 """Examples per physical micro-batch of a DP step (sorted by length: less padding)."""
-SEQUENCE_KEYS = ("input_ids", "attention_mask", "prefix_states")
+SEQUENCE_KEYS = ("input_ids", "attention_mask", "position_ids", "token_type_ids",
+                 "prefix_states")
 
 
 def split_by_length(batch: Any, size: int = MICRO_BATCH) -> Any:
@@ -97,6 +98,9 @@ def split_by_length(batch: Any, size: int = MICRO_BATCH) -> Any:
     """
     if not isinstance(batch, Mapping) or int(batch["labels"].shape[0]) <= size:
         return batch
+    unknown = set(batch) - set(SEQUENCE_KEYS) - {"labels"}
+    if unknown:
+        raise ValueError(f"split_by_length does not know how to cut {sorted(unknown)}")
     b = int(batch["labels"].shape[0])
     lengths = batch["attention_mask"].sum(1)
     order = torch.argsort(lengths, stable=True)
@@ -141,6 +145,14 @@ def _calibrate(epsilon: float, delta: float, q: float, steps: int, accountant: s
             return accounting.calibrate_noise_multiplier(epsilon, delta, q, steps, "rdp"), \
                 "rdp", note
     return accounting.calibrate_noise_multiplier(epsilon, delta, q, steps, "rdp"), "rdp", ""
+
+
+def clip_groups(model: nn.Module) -> list[list[nn.Parameter]]:
+    """Trainable weights split into the classification head and everything else."""
+    head = [p for n, p in model.named_parameters() if p.requires_grad and "classifier." in n]
+    rest = [p for n, p in model.named_parameters()
+            if p.requires_grad and "classifier." not in n]
+    return [g for g in (head, rest) if g]
 
 
 def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -205,7 +217,8 @@ def _fit_dp(model: nn.Module, examples: list[Example], config: TrainConfig, delt
     dp = DPConfig(noise_multiplier=sigma, max_grad_norm=config.clip, sample_rate=q,
                   dataset_size=n, accountant=acc, grad_sample_mode=mode,  # type: ignore[arg-type]
                   secure=config.secure, seed=config.seed)
-    trainer = DPTrainer(model, _optimizer(model, config), dp, record_loss(config.multi_label))
+    trainer = DPTrainer(model, _optimizer(model, config), dp, record_loss(config.multi_label),
+                        clip_groups=clip_groups(model) if config.clipping == "group" else None)
     curve: list[dict[str, float]] = []
     first = 0
     if state is not None:
