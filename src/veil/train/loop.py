@@ -60,8 +60,10 @@ class FitResult:
 def record_loss(multi_label: bool) -> LossFn:
     """Per-record loss: cross-entropy, or BCE *summed* over labels (the engine's loss × L).
 
-    Summing (not averaging) over labels keeps per-record gradient norms near 1
-    whatever the number of labels, so one default clipping norm fits all tasks.
+    Summing (not averaging) over labels keeps per-record gradient norms of the same
+    order whatever the number of labels, so one default clipping norm fits all tasks
+    (on IU X-ray with minilm they are ≈ 10–40, the head's share ≈ 20 and the LoRA
+    adapters' ≈ 2: C = 1 clips every record, where DP-SGD wastes least).
     """
     from veil.privacy.dpsgd import classification_loss
 
