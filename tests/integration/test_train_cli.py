@@ -90,6 +90,22 @@ def test_output_folder_and_privacy_report(trained: dict[str, Path]) -> None:
     assert not (out.parent / f".{out.name}.checkpoints").exists()  # private state removed
 
 
+def test_group_clipping_run_has_the_flat_runs_noise_and_epsilon(
+        trained: dict[str, Path], tmp_path: Path) -> None:
+    """--clipping group changes how the bound C is shared, not σ, the steps or ε."""
+    out = tmp_path / "group"
+    code = run(["train", str(trained["data"]), "--out", str(out), *BASE, "--epsilon", "8",
+                "--epochs", "5", "--test", str(trained["test"]), "--clipping", "group"])
+    assert code == 0
+    flat = json.loads((trained["out"] / "privacy.json").read_text())
+    group = json.loads((out / "privacy.json").read_text())
+    assert group["extra"]["clipping"].startswith("group")
+    assert flat["extra"]["clipping"].startswith("flat")
+    for key in ("noise_multiplier", "sample_rate", "steps", "clipping_norm", "epsilon"):
+        assert group[key] == pytest.approx(flat[key]), key
+    assert json.loads((out / "metrics.json").read_text())["weighted_f1"]["value"] > 0.5
+
+
 def test_separable_toy_reaches_weighted_f1_above_0_9(trained: dict[str, Path]) -> None:
     metrics = json.loads((trained["out"] / "metrics.json").read_text())
     assert metrics["split"] == "test"
@@ -285,6 +301,8 @@ BAD = [
     (["--labels", "alpha,zeta"], "fewer than two"),
     (["--label-col", "nope"], "nope"),
     (["--max-length", "abc"], "max-length"),
+    (["--clipping", "nope"], "clipping"),
+    (["--clipping", "group", "--adapter", "full"], "clipping"),
 ]
 
 
