@@ -380,7 +380,7 @@ def test_iu_xray_dp_lora_close_to_nonprivate(iu_nonprivate, shared_datasets: Pat
     from veil.train.facade import train
 
     res = train(_iu_config(shared_datasets, tmp_path / f"lora-{epsilon:g}", "lora", epsilon,
-                           lr=1e-2, epochs=10, batch_size=256))
+                           lr=1e-2, epochs=30, batch_size=1024))
     assert res.epsilon <= epsilon
     assert res.weighted_f1 >= iu_nonprivate.weighted_f1 - gap
 
