@@ -351,12 +351,13 @@ class DPTrainer:
             if n == 0:
                 continue
             part_sums, part_loss = self._clipped_sum(part, n)
-            sums = [s + ps for s, ps in zip(sums, part_sums, strict=True)]
+            for s, ps in zip(sums, part_sums, strict=True):
+                s.add_(ps)
             loss_sum += part_loss
         std = cfg.noise_multiplier * cfg.max_grad_norm
         for p, s in zip(self._params, sums, strict=True):
             noise = _generate_noise(std, s, self._noise_gen, cfg.secure)
-            p.grad = ((s + noise) / cfg.expected_batch_size).view_as(p)
+            p.grad = (s + noise) / cfg.expected_batch_size
         self.optimizer.step()
         return loss_sum / b if b else 0.0
 
