@@ -112,3 +112,43 @@ def test_vote_histogram_embeds_once_and_skips_unknown_codes() -> None:
     emb_c = enc.encode(cands)
     assert np.array_equal(hist, nearest_votes(emb_r, [0, 1], emb_c, ccodes, 1))
     assert hist.sum() == pytest.approx(2.0)
+
+
+class _CountingEncoder(_FakeEncoder):
+    def __init__(self) -> None:
+        self.seen: list[list[str]] = []
+
+    def encode(self, texts: list[str], **kw: object) -> np.ndarray:
+        self.seen.append(list(texts))
+        return super().encode(texts, **kw)
+
+
+def test_vote_histogram_with_precomputed_candidates_equals_one_pass() -> None:
+    enc = _CountingEncoder()
+    records, codes = ["aaa", "b", "aab", "ba"], [0, None, 1, 1]
+    cands, ccodes = ["a", "aaaa", "bb", "ab", "aba"], [0, 0, 1, 1, 1]
+    one_pass = vote_histogram(enc, records, codes, cands, ccodes, k=2)
+    enc.seen.clear()
+    given = vote_histogram(enc, records, codes, cands, ccodes, k=2,
+                           cand_emb=_FakeEncoder().encode(cands))
+    assert np.array_equal(given, one_pass)
+    assert enc.seen == [["aaa", "aab", "ba"]]          # only the site's own voters
+    with pytest.raises(ValueError, match="one row per candidate"):
+        vote_histogram(enc, records, codes, cands, ccodes, k=1,
+                       cand_emb=_FakeEncoder().encode(cands[:2]))
+
+
+def test_candidates_are_embedded_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    from veil.synth import site
+
+    enc = _CountingEncoder()
+    monkeypatch.setattr(site, "_encoder", lambda name: enc)
+    site._candidate_embeddings.cache_clear()
+    try:
+        first = site._candidate_embeddings("fake", ("a", "bb"), 8)
+        again = site._candidate_embeddings("fake", ("a", "bb"), 8)
+        other = site._candidate_embeddings("fake", ("a", "bc"), 8)
+    finally:
+        site._candidate_embeddings.cache_clear()
+    assert again is first and enc.seen == [["a", "bb"], ["a", "bc"]]
+    assert np.array_equal(other[0], first[0])

@@ -193,6 +193,18 @@ def _encoder(name: str) -> Any:
     return load_sentence_encoder(name)
 
 
+@lru_cache(maxsize=1)
+def _candidate_embeddings(embedder: str, texts: tuple[str, ...], batch_size: int) -> Any:
+    """The broadcast candidates' embeddings, computed once per process.
+
+    Candidates are public (the server sends the same list to every site), so sites that share
+    a process — the simulation engine runs many sites per worker — need not re-embed them.
+    """
+    from veil.synth.voting import embed
+
+    return embed(_encoder(embedder), list(texts), batch_size)
+
+
 def site_vote(spec: SiteSpec, cfg: SynthConfig, plan: NoisePlan, texts: Sequence[str],
               codes: Sequence[int], run_tag: str) -> np.ndarray:
     """Phase 4 at a site: embed, vote for the K nearest same-code candidates, add noise."""
@@ -202,8 +214,9 @@ def site_vote(spec: SiteSpec, cfg: SynthConfig, plan: NoisePlan, texts: Sequence
     if "vote" not in plan.phases:
         raise SiteFailure(f"site {spec.name}: asked to vote but its plan has no vote phase")
     data = load_site_data(spec, cfg)
+    cand_emb = _candidate_embeddings(cfg.embedder, tuple(texts), cfg.embed_batch_size)
     votes = vote_histogram(_encoder(cfg.embedder), data.texts, data.code_index, texts, codes,
-                           cfg.k, cfg.embed_batch_size)
+                           cfg.k, cfg.embed_batch_size, cand_emb=cand_emb)
     noisy = noisy_votes(votes, float(plan.sigma_vote or 0.0), site_rng(cfg, spec.name, "vote"))
     mark_released(spec, data, run_tag)
     return noisy

@@ -82,17 +82,24 @@ def nearest_votes(record_emb: np.ndarray, record_codes: Sequence[int | None],
 
 def vote_histogram(encoder: Any, records: Sequence[str], record_codes: Sequence[int | None],
                    candidates: Sequence[str], cand_codes: Sequence[int], k: int,
-                   batch_size: int = 64) -> np.ndarray:
+                   batch_size: int = 64, cand_emb: np.ndarray | None = None) -> np.ndarray:
     """A site's exact vote histogram: one encoder pass over records and candidates, then votes.
 
     Records outside the vocabulary (code None) cast no vote and are not embedded.
+    ``cand_emb``: the candidates' embeddings when already computed (they are public:
+    every site embeds the same broadcast candidates); then only the records are encoded.
     The result is private until :func:`noisy_votes` has been applied.
     """
     voters = [i for i, c in enumerate(record_codes) if c is not None]
-    texts = [records[i] for i in voters] + list(candidates)
-    emb = embed(encoder, texts, batch_size)
-    n = len(voters)
-    return nearest_votes(emb[:n], [record_codes[i] for i in voters], emb[n:], cand_codes, k)
+    own = [records[i] for i in voters]
+    if cand_emb is None:
+        emb = embed(encoder, own + list(candidates), batch_size)
+        rec_emb, cand_emb = emb[:len(voters)], emb[len(voters):]
+    else:
+        if len(cand_emb) != len(candidates):
+            raise ValueError("cand_emb must have one row per candidate")
+        rec_emb = embed(encoder, own, batch_size)
+    return nearest_votes(rec_emb, [record_codes[i] for i in voters], cand_emb, cand_codes, k)
 
 
 def noisy_votes(votes: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
