@@ -374,6 +374,8 @@ def test_iu_xray_nonprivate_lora_reaches_the_goal(iu_nonprivate) -> None:  # typ
 
 @pytest.mark.slow
 @pytest.mark.real_data
+# The goals, asserted for seed 0. Known state (docs/train.md): ε = 10 passes for seed 0
+# (gap 0.025) but seeds 1 and 2 miss by 0.007-0.008; ε = 1 fails (gap 0.305).
 @pytest.mark.parametrize(("epsilon", "gap"), [(10.0, 0.03), (1.0, 0.08)])
 def test_iu_xray_dp_lora_close_to_nonprivate(iu_nonprivate, shared_datasets: Path,  # type: ignore[no-untyped-def]
                                               tmp_path: Path, epsilon: float, gap: float) -> None:
