@@ -19,7 +19,10 @@ Usage:
     python benchmarks/results_synth.py collect --out-root DIR [--json FILE]
 
 Each cell × seed is one `veil synth` call followed by one `veil synth-eval` call (the
-commands a user runs); a cell whose eval.json exists is skipped. `collect` prints a
+commands a user runs); a cell whose eval.json exists is skipped unless a site dropped out of
+it (the run finishes without a failed site; `collect` leaves such runs out and `run` redoes
+them). Run at most two at a time on a 24 GiB machine: Ray kills simulation workers when
+memory runs low, and the sites it kills drop out. `collect` prints a
 Markdown table of the mean ± sd over seeds. CPU-heavy: 5–15 minutes per run on one thread.
 """
 
@@ -28,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -126,7 +130,9 @@ def run(root: Path, cells: list[str], seeds: list[int]) -> None:
             cell = CELLS[name]
             out = root / "runs" / f"{name}-s{seed}"
             if (out / "eval.json").exists():
-                continue
+                if not _failed_sites(out / "synth" / "metrics.json"):
+                    continue
+                shutil.rmtree(out)  # a site dropped out (e.g. out of memory): run it again
             heldout = "heldout.csv" if cell.dataset == "agnews" else "iu-heldout.csv"
             _veil("synth", "--sites", str(root / cell.sites), *SYNTH_ARGS, *LENGTHS[cell.dataset],
                   "--strong-sites", cell.strong, "--epsilon", cell.epsilon,
@@ -146,11 +152,23 @@ def _mean_sd(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
+def _failed_sites(metrics: Path) -> list[str]:
+    """Sites that dropped out of a run (e.g. a simulation worker killed for memory)."""
+    sites = json.loads(metrics.read_text())["sites"]
+    return sorted(name for name, site in sites.items() if site.get("failed_at"))
+
+
 def collect(root: Path, json_out: Path | None) -> None:
     """Markdown table (mean ± sd over seeds) and, optionally, every run's figures as JSON."""
     rows: dict[str, list[dict[str, float]]] = {}
     for name in CELLS:
         for path in sorted((root / "runs").glob(f"{name}-s*/eval.json")):
+            failed = _failed_sites(path.parent / "synth" / "metrics.json")
+            if failed:  # the run finished without them: not the cell's federation
+                print(f"left out {path.parent.name}: {len(failed)} site(s) failed "
+                      f"({', '.join(failed[:3])}{', …' if len(failed) > 3 else ''})",
+                      file=sys.stderr)
+                continue
             rows.setdefault(name, []).append(json.loads(path.read_text()))
     print("| federation | ε | weak sites vote | seeds | Fréchet ↓ | k-NN precision | "
           "k-NN recall | MAUVE | downstream acc. | macro-F1 |")
@@ -163,7 +181,8 @@ def collect(root: Path, json_out: Path | None) -> None:
               f"{figures} |")
     if json_out is not None:
         seeds = {name: sorted(p.parent.name.rsplit("-s", 1)[1]
-                              for p in (root / "runs").glob(f"{name}-s*/eval.json"))
+                              for p in (root / "runs").glob(f"{name}-s*/eval.json")
+                              if not _failed_sites(p.parent / "synth" / "metrics.json"))
                  for name in rows}
         json_out.write_text(json.dumps(
             {name: {"cell": CELLS[name].__dict__, "seeds": seeds[name], "runs": runs}
