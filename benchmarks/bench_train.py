@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -193,9 +194,9 @@ def main() -> None:
     np_delta = np_mem["peak_mb"] - np_mem["base_mb"]
     rows = []
     for m in modes:
-        sps = len(wall[m]) / statistics.fsum(wall[m])
-        ratio = statistics.fsum(wall["non-private"]) / statistics.fsum(wall[m])
-        cpu_ratio = statistics.fsum(cpu["non-private"]) / statistics.fsum(cpu[m])
+        sps = len(wall[m]) / math.fsum(wall[m])
+        ratio = math.fsum(wall["non-private"]) / math.fsum(wall[m])
+        cpu_ratio = math.fsum(cpu["non-private"]) / math.fsum(cpu[m])
         delta = mem[m]["peak_mb"] - mem[m]["base_mb"]
         rows.append((m, sps, ratio, cpu_ratio, mem[m]["peak_mb"],
                      mem[m]["peak_mb"] / np_mem["peak_mb"], delta, delta / np_delta))
