@@ -37,6 +37,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 CLASSES = ("World", "Sports", "Business", "Sci/Tech")  # ag_news_classes.txt, label 1..4
@@ -160,7 +161,7 @@ def _failed_sites(metrics: Path) -> list[str]:
 
 def collect(root: Path, json_out: Path | None) -> None:
     """Markdown table (mean ± sd over seeds) and, optionally, every run's figures as JSON."""
-    rows: dict[str, list[dict[str, float]]] = {}
+    rows: dict[str, list[dict[str, Any]]] = {}
     for name in CELLS:
         for path in sorted((root / "runs").glob(f"{name}-s*/eval.json")):
             failed = _failed_sites(path.parent / "synth" / "metrics.json")
@@ -169,7 +170,9 @@ def collect(root: Path, json_out: Path | None) -> None:
                       f"({', '.join(failed[:3])}{', …' if len(failed) > 3 else ''})",
                       file=sys.stderr)
                 continue
-            rows.setdefault(name, []).append(json.loads(path.read_text()))
+            run = json.loads(path.read_text())
+            run["seed"] = int(path.parent.name.rsplit("-s", 1)[1])
+            rows.setdefault(name, []).append(run)
     print("| federation | ε | weak sites vote | seeds | Fréchet ↓ | k-NN precision | "
           "k-NN recall | MAUVE | downstream acc. | macro-F1 |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -180,19 +183,15 @@ def collect(root: Path, json_out: Path | None) -> None:
         print(f"| {cell.label} | {eps} | {'yes' if cell.refine else 'no'} | {len(runs)} | "
               f"{figures} |")
     if json_out is not None:
-        seeds = {name: sorted(p.parent.name.rsplit("-s", 1)[1]
-                              for p in (root / "runs").glob(f"{name}-s*/eval.json")
-                              if not _failed_sites(p.parent / "synth" / "metrics.json"))
-                 for name in rows}
         json_out.write_text(json.dumps(
-            {name: {"cell": CELLS[name].__dict__, "seeds": seeds[name], "runs": runs}
-             for name, runs in rows.items()}, indent=1) + "\n")
+            {name: {"cell": CELLS[name].__dict__, "runs": runs} for name, runs in rows.items()},
+            indent=1) + "\n")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=("prepare", "run", "collect"))
-    parser.add_argument("--out-root", type=Path, default=Path("/tmp/veil-synth-agnews"))
+    parser.add_argument("--out-root", type=Path, default=Path("/tmp/veil-synth"))
     parser.add_argument("--cells", default="dir-e8-novote,dir-e8-vote")
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--json", type=Path, default=None)

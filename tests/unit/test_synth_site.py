@@ -152,3 +152,4 @@ def test_candidates_are_embedded_once_per_process(monkeypatch: pytest.MonkeyPatc
         site._candidate_embeddings.cache_clear()
     assert again is first and enc.seen == [["a", "bb"], ["a", "bc"]]
     assert np.array_equal(other[0], first[0])
+    assert not first.flags.writeable

@@ -202,7 +202,9 @@ def _candidate_embeddings(embedder: str, texts: tuple[str, ...], batch_size: int
     """
     from veil.synth.voting import embed
 
-    return embed(_encoder(embedder), list(texts), batch_size)
+    emb = embed(_encoder(embedder), list(texts), batch_size)
+    emb.setflags(write=False)  # shared by every site of the process: nobody may change it
+    return emb
 
 
 def site_vote(spec: SiteSpec, cfg: SynthConfig, plan: NoisePlan, texts: Sequence[str],
