@@ -28,7 +28,7 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "iu_xray_re
 
 
 # One recipe per row (chosen once, before looking at the test split; see docs/train.md).
-RECIPES: dict[str, dict[str, float | int]] = {  # "tfidf:inf" runs the sweep's baseline
+RECIPES: dict[str, dict[str, float | int | str]] = {  # "tfidf:inf" runs the sweep's baseline
     "lora": {"lr": 1e-3, "epochs": 5, "batch_size": 64},     # non-private LoRA
     # DP-LoRA: large expected batches, many epochs (noise on the mean gradient σC/B falls
     # faster than σ grows); 256 × 10 epochs gave 0.814 at ε = 10, 1024 × 15 gave 0.825
@@ -51,7 +51,9 @@ def _config(kind: str, eps: float, args: argparse.Namespace, out: Path):  # type
         exclude_labels=("No Indexing",), val_frac=0.1, test_frac=0.2, split_seed=0,
         model=args.model, adapter=kind, epsilon=eps,  # type: ignore[arg-type]
         epochs=int(recipe["epochs"]), batch_size=int(recipe["batch_size"]),
-        lr=float(recipe["lr"]), lora_r=8, lora_layers=args.lora_layers or None,
+        lr=float(recipe["lr"]),
+        lr_schedule=args.lr_schedule or recipe.get("lr_schedule", "constant"),  # type: ignore[arg-type]
+        lora_r=8, lora_layers=args.lora_layers or None,
         max_length=args.max_length, long_docs="chunk", thresholds="per-label",
         clipping=args.clipping if math.isfinite(eps) else "flat",
         seed=args.seed, ledger=out / "ledger.db", quiet=args.quiet, n_boot=1000)
@@ -94,6 +96,8 @@ def main() -> None:
     for flag, kind in (("--lr", float), ("--epochs", int), ("--batch-size", int)):
         parser.add_argument(flag, type=kind, default=None,
                             help="override the recipe for every run (recipe search)")
+    parser.add_argument("--lr-schedule", default=None, choices=("constant", "cosine", "linear"),
+                        help="override every run's learning-rate schedule")
     parser.add_argument("--out", type=Path, default=Path("/tmp/veil-iu-xray"))
     args = parser.parse_args()
     if not args.data.is_file():

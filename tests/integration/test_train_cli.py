@@ -190,7 +190,9 @@ def test_merged_model_gives_the_adapter_model_predictions(trained: dict[str, Pat
     assert np.allclose(probs, again, atol=1e-5)
 
 
-def test_resume_after_a_crash_gives_the_uninterrupted_epsilon(tmp_path: Path) -> None:
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_resume_after_a_crash_gives_the_uninterrupted_epsilon(tmp_path: Path,
+                                                              schedule: str) -> None:
     from veil.train.bundle import load_model
     from veil.train.checkpoint import checkpoint_dir
     from veil.train.config import TrainConfig
@@ -199,7 +201,8 @@ def test_resume_after_a_crash_gives_the_uninterrupted_epsilon(tmp_path: Path) ->
     data = write_toy(tmp_path / "toy.csv", 160, seed=3)
     common = {"data": data, "label_col": "labels", "label_sep": ";", "id_col": "id",
               "model": "tiny-bert", "epsilon": 2.0, "epochs": 2, "batch_size": 32,
-              "lr": 0.02, "ledger": tmp_path / "ledger.db", "quiet": True, "n_boot": 50}
+              "lr": 0.02, "lr_schedule": schedule, "ledger": tmp_path / "ledger.db",
+              "quiet": True, "n_boot": 50}
     whole = train(TrainConfig(out=tmp_path / "whole", **common))
 
     class Crash(RuntimeError):
@@ -224,6 +227,38 @@ def test_resume_after_a_crash_gives_the_uninterrupted_epsilon(tmp_path: Path) ->
         if "original_module" not in name:  # PEFT's unused copy of the untrained head
             assert pa.detach().equal(pb.detach()), name
     assert not checkpoint_dir(tmp_path / "resumed").exists()
+
+
+@pytest.mark.parametrize(("epsilon", "schedule"), [(3.0, "cosine"), (3.0, "linear"),
+                                                     (math.inf, "cosine")])
+def test_lr_schedule_sets_every_optimizer_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              epsilon: float, schedule: str) -> None:
+    """The learning rate of step s of T is lr·(1 + cos(πs/T))/2 (cosine) or lr·(1 − s/T)."""
+    import torch
+
+    from veil.train.config import TrainConfig
+    from veil.train.facade import train
+
+    seen: list[float] = []
+    plain_step = torch.optim.AdamW.step
+
+    def spy(self: torch.optim.AdamW, *args: object, **kwargs: object) -> object:
+        seen.append(self.param_groups[0]["lr"])
+        return plain_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", spy)
+    data = write_toy(tmp_path / "toy.csv", 100, seed=5)
+    res = train(TrainConfig(data=data, out=tmp_path / "m", label_col="labels", label_sep=";",
+                            model="tiny-bert", epsilon=epsilon, epochs=3, batch_size=20,
+                            lr=0.05, lr_schedule=schedule, ledger=tmp_path / "l.db",
+                            quiet=True, n_boot=20))  # type: ignore[arg-type]
+    total = res.fit.steps
+    assert total >= 9 and len(seen) == total
+    if schedule == "cosine":
+        expected = [0.05 * 0.5 * (1 + math.cos(math.pi * s / total)) for s in range(total)]
+    else:
+        expected = [0.05 * (1 - s / total) for s in range(total)]
+    assert seen == pytest.approx(expected, rel=1e-9)
 
 
 def test_lora_weights_move_and_checkpoint_round_trips(tmp_path: Path) -> None:
@@ -302,6 +337,7 @@ BAD = [
     (["--label-col", "nope"], "nope"),
     (["--max-length", "abc"], "max-length"),
     (["--clipping", "nope"], "clipping"),
+    (["--lr-schedule", "step"], "--lr-schedule"),
     (["--clipping", "group", "--adapter", "full"], "clipping"),
 ]
 

@@ -86,6 +86,9 @@ def train(
     batch_size: Annotated[int, typer.Option(help="Expected (Poisson) batch size.")] = 64,
     lr: Annotated[float | None, typer.Option(help="AdamW learning rate (default per adapter).")
                   ] = None,
+    lr_schedule: Annotated[str, typer.Option(
+        help="constant, cosine or linear (decay to 0 over the planned steps; same ε).")
+                           ] = "constant",
     clip: Annotated[float, typer.Option(help="Per-record gradient clipping norm C.")] = 1.0,
     clipping: Annotated[str, typer.Option(
         help="flat, or group: head and adapters each clipped to C/√2 (same ε).")] = "flat",
@@ -133,7 +136,9 @@ def train(
         long_docs=long_docs, chunk_pool=chunk_pool,  # type: ignore[arg-type]
         epsilon=_number(epsilon, "--epsilon", allow_inf=True),
         delta=None if delta.strip().lower() == "auto" else _number(delta, "--delta"),
-        epochs=epochs, batch_size=batch_size, lr=lr, clip=clip,
+        epochs=epochs, batch_size=batch_size, lr=lr,
+        lr_schedule=lr_schedule,  # type: ignore[arg-type]
+        clip=clip,
         clipping=clipping,  # type: ignore[arg-type]
         accountant=accountant, thresholds=thresholds,  # type: ignore[arg-type]
         seed=seed, secure=secure, resume=resume, merge=merge, ledger=ledger, quiet=quiet)

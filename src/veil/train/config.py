@@ -28,6 +28,7 @@ Adapter = Literal["lora", "head", "full"]
 Thresholds = Literal["global", "per-label", "fixed"]
 LongDocs = Literal["truncate", "chunk"]
 ChunkPool = Literal["mean", "max"]
+LrSchedule = Literal["constant", "cosine", "linear"]
 
 DEFAULT_LR = {"lora": 1e-2, "head": 3e-2, "full": 5e-5}
 """AdamW learning rates per adapter under DP-SGD when ``lr`` is not given.
@@ -44,7 +45,8 @@ _RESUME_KEYS = (
     "data", "text_col", "label_col", "label_sep", "id_col", "task", "labels", "top_labels",
     "exclude_labels", "min_label_count", "val_frac", "val", "test_frac", "test", "split_seed",
     "model", "adapter", "lora_r", "lora_alpha", "lora_targets", "lora_layers", "max_length",
-    "coverage", "epsilon", "delta", "epochs", "batch_size", "lr", "weight_decay", "clip",
+    "coverage", "epsilon", "delta", "epochs", "batch_size", "lr", "lr_schedule", "weight_decay",
+    "clip",
     "clipping", "accountant", "seed", "secure",
 )
 
@@ -92,6 +94,10 @@ class TrainConfig:
         batch_size: expected Poisson batch size ``q n`` (DP) or batch size (non-private).
         lr: AdamW learning rate (default per adapter and privacy, :data:`DEFAULT_LR`,
             :data:`DEFAULT_LR_NONPRIVATE`).
+        lr_schedule: learning rate over the planned steps: "constant", "cosine" (decays to
+            0 by the last step) or "linear" (likewise). Post-processing of the noisy
+            gradients, so it changes neither σ nor ε; under DP a decay damps the noise
+            the last steps add to the released weights.
         weight_decay: AdamW weight decay.
         clip: per-record L2 clipping norm C of DP-SGD.
         clipping: "flat" (the whole gradient to C) or "group" (the head and the LoRA
@@ -143,6 +149,7 @@ class TrainConfig:
     epochs: int = 5
     batch_size: int = 64
     lr: float | None = None
+    lr_schedule: LrSchedule = "constant"
     weight_decay: float = 0.0
     clip: float = 1.0
     clipping: Literal["flat", "group"] = "flat"
@@ -213,6 +220,8 @@ class TrainConfig:
             raise bad("chunk_pool", "must be mean or max")
         if self.pooling not in ("mean", "cls"):
             raise bad("pooling", "must be mean or cls")
+        if self.lr_schedule not in ("constant", "cosine", "linear"):
+            raise bad("lr_schedule", "must be constant, cosine or linear")
         if self.clipping not in ("flat", "group"):
             raise bad("clipping", "must be flat or group")
         if self.clipping == "group" and self.adapter == "full":

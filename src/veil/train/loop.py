@@ -162,6 +162,25 @@ def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
 
 
+def lr_factor(schedule: str, step: int, total: int) -> float:
+    """Multiplier of the base learning rate at optimizer step ``step`` (0-based) of ``total``."""
+    if schedule == "constant" or total <= 0:
+        return 1.0
+    done = min(step, total) / total
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * done))
+    if schedule == "linear":
+        return 1.0 - done
+    raise ValueError(f"unknown learning-rate schedule {schedule!r}")
+
+
+def _scheduler(opt: torch.optim.Optimizer, config: TrainConfig, total: int
+               ) -> torch.optim.lr_scheduler.LambdaLR:
+    """The run's learning-rate schedule over its ``total`` planned optimizer steps."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, functools.partial(lr_factor, config.lr_schedule, total=total))
+
+
 def _epoch_end(epoch: int, step: int, eps: float, validate: Validate | None, model: nn.Module,
                curve: list[dict[str, float]]) -> None:
     point = {"epoch": float(epoch), "step": float(step), "epsilon": eps}
@@ -219,15 +238,18 @@ def _fit_dp(model: nn.Module, examples: list[Example], config: TrainConfig, delt
     dp = DPConfig(noise_multiplier=sigma, max_grad_norm=config.clip, sample_rate=q,
                   dataset_size=n, accountant=acc, grad_sample_mode=mode,  # type: ignore[arg-type]
                   secure=config.secure, seed=config.seed)
-    trainer = DPTrainer(model, _optimizer(model, config), dp, record_loss(config.multi_label),
+    opt = _optimizer(model, config)
+    trainer = DPTrainer(model, opt, dp, record_loss(config.multi_label),
                         clip_groups=clip_groups(model) if config.clipping == "group" else None)
+    per_epoch = steps_per_epoch(n, config.batch_size)
+    schedule = _scheduler(opt, config, config.epochs * per_epoch)
     curve: list[dict[str, float]] = []
     first = 0
     if state is not None:
         trainer.load_state_dict(state["trainer"])
+        schedule.load_state_dict(state["lr_schedule"])
         torch.set_rng_state(state["torch_rng"])
         curve, first = list(state["curve"]), int(state["epoch"])
-    per_epoch = steps_per_epoch(n, config.batch_size)
     info(f"DP-SGD: n = {n}, q = {q:.4g}, σ = {sigma:.4g}, C = {config.clip:g}, "
          f"{config.epochs * per_epoch} steps, target ε = {config.epsilon:g}, δ = {delta:.3g} "
          f"({acc.upper()})")
@@ -239,11 +261,13 @@ def _fit_dp(model: nn.Module, examples: list[Example], config: TrainConfig, delt
                 task_id = bar.add_task(f"epoch {epoch}/{config.epochs}", total=per_epoch)
                 for batch in loader:
                     trainer.step(split_by_length(batch) if mode == "lora-fast" else batch)
+                    schedule.step()
                     bar.advance(task_id)
             eps = trainer.epsilon(delta)
             _epoch_end(epoch, trainer.steps_taken, eps, validate, model, curve)
             if checkpointer is not None:
                 checkpointer.save({"epoch": epoch, "trainer": trainer.state_dict(),
+                                   "lr_schedule": schedule.state_dict(),
                                    "torch_rng": torch.get_rng_state(), "curve": curve,
                                    "noise_multiplier": sigma, "accountant": acc,
                                    "notes": notes})
@@ -269,6 +293,8 @@ def _fit_plain(model: nn.Module, examples: list[Example], config: TrainConfig, d
     loss_fn = record_loss(config.multi_label)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = _optimizer(model, config)
+    per_epoch = math.ceil(n / config.batch_size)
+    schedule = _scheduler(opt, config, config.epochs * per_epoch)
     gen = make_torch_generator(config.seed)
     curve: list[dict[str, float]] = []
     first, steps = 0, 0
@@ -277,10 +303,10 @@ def _fit_plain(model: nn.Module, examples: list[Example], config: TrainConfig, d
             for p, saved in zip(params, state["weights"], strict=True):
                 p.copy_(saved)
         opt.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["lr_schedule"])
         gen.set_state(state["shuffle_rng"])
         torch.set_rng_state(state["torch_rng"])
         curve, first, steps = list(state["curve"]), int(state["epoch"]), int(state["steps"])
-    per_epoch = math.ceil(n / config.batch_size)
     info(f"non-private training (ε = ∞): n = {n}, batch {config.batch_size}, "
          f"{config.epochs * per_epoch} steps")
     for epoch in range(first + 1, config.epochs + 1):
@@ -294,6 +320,7 @@ def _fit_plain(model: nn.Module, examples: list[Example], config: TrainConfig, d
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                schedule.step()
                 steps += 1
                 bar.advance(task_id)
         _epoch_end(epoch, steps, math.inf, validate, model, curve)
@@ -301,6 +328,7 @@ def _fit_plain(model: nn.Module, examples: list[Example], config: TrainConfig, d
             checkpointer.save({"epoch": epoch, "steps": steps, "curve": curve,
                                "weights": [p.detach().clone() for p in params],
                                "optimizer": opt.state_dict(), "shuffle_rng": gen.get_state(),
+                               "lr_schedule": schedule.state_dict(),
                                "torch_rng": torch.get_rng_state()})
         if hook is not None:
             hook(epoch, dict(curve[-1]))
