@@ -247,7 +247,8 @@ def _fit_dp(model: nn.Module, examples: list[Example], config: TrainConfig, delt
     first = 0
     if state is not None:
         trainer.load_state_dict(state["trainer"])
-        schedule.load_state_dict(state["lr_schedule"])
+        if "lr_schedule" in state:  # checkpoints from before --lr-schedule: constant
+            schedule.load_state_dict(state["lr_schedule"])
         torch.set_rng_state(state["torch_rng"])
         curve, first = list(state["curve"]), int(state["epoch"])
     info(f"DP-SGD: n = {n}, q = {q:.4g}, σ = {sigma:.4g}, C = {config.clip:g}, "
@@ -303,7 +304,8 @@ def _fit_plain(model: nn.Module, examples: list[Example], config: TrainConfig, d
             for p, saved in zip(params, state["weights"], strict=True):
                 p.copy_(saved)
         opt.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["lr_schedule"])
+        if "lr_schedule" in state:  # checkpoints from before --lr-schedule: constant
+            schedule.load_state_dict(state["lr_schedule"])
         gen.set_state(state["shuffle_rng"])
         torch.set_rng_state(state["torch_rng"])
         curve, first, steps = list(state["curve"]), int(state["epoch"]), int(state["steps"])
