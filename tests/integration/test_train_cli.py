@@ -190,9 +190,11 @@ def test_merged_model_gives_the_adapter_model_predictions(trained: dict[str, Pat
     assert np.allclose(probs, again, atol=1e-5)
 
 
-@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+@pytest.mark.parametrize("schedule", ["constant", "cosine", "constant, pre-schedule checkpoint"])
 def test_resume_after_a_crash_gives_the_uninterrupted_epsilon(tmp_path: Path,
                                                               schedule: str) -> None:
+    import torch
+
     from veil.train.bundle import load_model
     from veil.train.checkpoint import checkpoint_dir
     from veil.train.config import TrainConfig
@@ -201,7 +203,7 @@ def test_resume_after_a_crash_gives_the_uninterrupted_epsilon(tmp_path: Path,
     data = write_toy(tmp_path / "toy.csv", 160, seed=3)
     common = {"data": data, "label_col": "labels", "label_sep": ";", "id_col": "id",
               "model": "tiny-bert", "epsilon": 2.0, "epochs": 2, "batch_size": 32,
-              "lr": 0.02, "lr_schedule": schedule, "ledger": tmp_path / "ledger.db",
+              "lr": 0.02, "lr_schedule": schedule.split(",")[0], "ledger": tmp_path / "ledger.db",
               "quiet": True, "n_boot": 50}
     whole = train(TrainConfig(out=tmp_path / "whole", **common))
 
@@ -216,7 +218,12 @@ def test_resume_after_a_crash_gives_the_uninterrupted_epsilon(tmp_path: Path,
     with pytest.raises(Crash):
         train(cfg, on_epoch_end=crash)
     assert not (tmp_path / "resumed").exists()
-    assert (checkpoint_dir(tmp_path / "resumed") / "last.pt").is_file()
+    last = checkpoint_dir(tmp_path / "resumed") / "last.pt"
+    assert last.is_file()
+    if "pre-schedule" in schedule:  # as written before --lr-schedule existed
+        blob = torch.load(last, weights_only=False)
+        del blob["state"]["lr_schedule"]
+        torch.save(blob, last)
     resumed = train(cfg.replace(resume=True))
     assert resumed.fit.steps == whole.fit.steps == 2 * round(whole.fit.n_train / 32)
     assert resumed.epsilon == whole.epsilon
@@ -227,6 +234,16 @@ def test_resume_after_a_crash_gives_the_uninterrupted_epsilon(tmp_path: Path,
         if "original_module" not in name:  # PEFT's unused copy of the untrained head
             assert pa.detach().equal(pb.detach()), name
     assert not checkpoint_dir(tmp_path / "resumed").exists()
+
+
+def test_a_checkpoint_resumes_only_under_the_same_schedule(tmp_path: Path) -> None:
+    from veil.train.config import TrainConfig
+
+    base = TrainConfig(data=tmp_path / "d.csv", out=tmp_path / "m")
+    prints = {s: base.replace(lr_schedule=s).fingerprint() for s in ("constant", "cosine",
+                                                                       "linear")}
+    assert len(set(prints.values())) == 3
+    assert base.fingerprint() == prints["constant"]
 
 
 @pytest.mark.parametrize(("epsilon", "schedule"), [(3.0, "cosine"), (3.0, "linear"),

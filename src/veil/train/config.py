@@ -45,10 +45,12 @@ _RESUME_KEYS = (
     "data", "text_col", "label_col", "label_sep", "id_col", "task", "labels", "top_labels",
     "exclude_labels", "min_label_count", "val_frac", "val", "test_frac", "test", "split_seed",
     "model", "adapter", "lora_r", "lora_alpha", "lora_targets", "lora_layers", "max_length",
-    "coverage", "epsilon", "delta", "epochs", "batch_size", "lr", "lr_schedule", "weight_decay",
-    "clip",
+    "coverage", "epsilon", "delta", "epochs", "batch_size", "lr", "weight_decay", "clip",
     "clipping", "accountant", "seed", "secure",
 )
+# options added later: fingerprinted only when not at their default, so checkpoints
+# written before they existed (which ran with the default) still resume
+_RESUME_KEYS_IF_SET = {"lr_schedule": "constant"}
 
 
 @dataclass(frozen=True)
@@ -96,8 +98,9 @@ class TrainConfig:
             :data:`DEFAULT_LR_NONPRIVATE`).
         lr_schedule: learning rate over the planned steps: "constant", "cosine" (decays to
             0 by the last step) or "linear" (likewise). Post-processing of the noisy
-            gradients, so it changes neither σ nor ε; under DP a decay damps the noise
-            the last steps add to the released weights.
+            gradients, so it changes neither σ nor ε. A decay damps the noise of the last
+            steps but also halves the average rate: on IU X-ray at ε = 10 it under-trained
+            (docs/train.md), so the default stays constant.
         weight_decay: AdamW weight decay.
         clip: per-record L2 clipping norm C of DP-SGD.
         clipping: "flat" (the whole gradient to C) or "group" (the head and the LoRA
@@ -262,6 +265,8 @@ class TrainConfig:
     def fingerprint(self) -> str:
         """SHA-256 of the options that change the trained weights (resume compatibility)."""
         blob = {k: _plain(getattr(self, k)) for k in _RESUME_KEYS}
+        blob.update({k: getattr(self, k) for k, default in _RESUME_KEYS_IF_SET.items()
+                     if getattr(self, k) != default})
         return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
 
     def to_dict(self) -> dict[str, Any]:
