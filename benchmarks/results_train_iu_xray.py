@@ -53,6 +53,7 @@ def _config(kind: str, eps: float, args: argparse.Namespace, out: Path):  # type
         epochs=int(recipe["epochs"]), batch_size=int(recipe["batch_size"]),
         lr=float(recipe["lr"]),
         lr_schedule=args.lr_schedule or recipe.get("lr_schedule", "constant"),  # type: ignore[arg-type]
+        ema_decay=float(recipe.get("ema_decay", 0.0) if args.ema_decay is None else args.ema_decay),
         lora_r=8, lora_layers=args.lora_layers or None,
         max_length=args.max_length, long_docs="chunk", thresholds="per-label",
         clipping=args.clipping if math.isfinite(eps) else "flat",
@@ -98,6 +99,8 @@ def main() -> None:
                             help="override the recipe for every run (recipe search)")
     parser.add_argument("--lr-schedule", default=None, choices=("constant", "cosine", "linear"),
                         help="override every run's learning-rate schedule")
+    parser.add_argument("--ema-decay", type=float, default=None,
+                        help="release an EMA of the weights with this decay (same ε)")
     parser.add_argument("--out", type=Path, default=Path("/tmp/veil-iu-xray"))
     args = parser.parse_args()
     if not args.data.is_file():

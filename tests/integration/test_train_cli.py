@@ -190,7 +190,8 @@ def test_merged_model_gives_the_adapter_model_predictions(trained: dict[str, Pat
     assert np.allclose(probs, again, atol=1e-5)
 
 
-@pytest.mark.parametrize("schedule", ["constant", "cosine", "constant, pre-schedule checkpoint"])
+@pytest.mark.parametrize("schedule", ["constant", "cosine", "constant, pre-schedule checkpoint",
+                                      "constant, ema"])
 def test_resume_after_a_crash_gives_the_uninterrupted_epsilon(tmp_path: Path,
                                                               schedule: str) -> None:
     import torch
@@ -204,7 +205,7 @@ def test_resume_after_a_crash_gives_the_uninterrupted_epsilon(tmp_path: Path,
     common = {"data": data, "label_col": "labels", "label_sep": ";", "id_col": "id",
               "model": "tiny-bert", "epsilon": 2.0, "epochs": 2, "batch_size": 32,
               "lr": 0.02, "lr_schedule": schedule.split(",")[0], "ledger": tmp_path / "ledger.db",
-              "quiet": True, "n_boot": 50}
+              "quiet": True, "n_boot": 50, "ema_decay": 0.7 if "ema" in schedule else 0.0}
     whole = train(TrainConfig(out=tmp_path / "whole", **common))
 
     class Crash(RuntimeError):
@@ -244,6 +245,59 @@ def test_a_checkpoint_resumes_only_under_the_same_schedule(tmp_path: Path) -> No
                                                                        "linear")}
     assert len(set(prints.values())) == 3
     assert base.fingerprint() == prints["constant"]
+    averaged = {d: base.replace(ema_decay=d).fingerprint() for d in (0.0, 0.5, 0.9)}
+    assert len(set(averaged.values())) == 3
+    assert base.fingerprint() == averaged[0.0]
+
+
+@pytest.mark.parametrize("epsilon", [3.0, math.inf])
+def test_ema_releases_the_average_of_the_same_iterates(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       epsilon: float) -> None:
+    """--ema-decay d releases d^T w_0 + Σ (1 − d) d^(T−t) w_t of the iterates w_t it took.
+
+    The iterates, ε and σ are those of the same run without averaging (post-processing).
+    """
+    import numpy as np
+    import torch
+    from safetensors.torch import load_file
+
+    from veil.train.config import TrainConfig
+    from veil.train.facade import train
+
+    iterates: list[list[np.ndarray]] = []
+    plain_step = torch.optim.AdamW.step
+
+    def spy(self: torch.optim.AdamW, *args: object, **kwargs: object) -> object:
+        params = self.param_groups[0]["params"]
+        if not iterates:
+            iterates.append([p.detach().numpy().copy() for p in params])
+        out = plain_step(self, *args, **kwargs)
+        iterates.append([p.detach().numpy().copy() for p in params])
+        return out
+
+    data = write_toy(tmp_path / "toy.csv", 100, seed=8)
+    common = {"data": data, "label_col": "labels", "label_sep": ";", "model": "tiny-bert",
+              "adapter": "head", "epsilon": epsilon, "epochs": 2, "batch_size": 20, "lr": 0.05,
+              "ledger": tmp_path / "l.db", "quiet": True, "n_boot": 20}
+    decay = 0.8
+    last = train(TrainConfig(out=tmp_path / "last", **common))  # type: ignore[arg-type]
+    monkeypatch.setattr(torch.optim.AdamW, "step", spy)
+    avg = train(TrainConfig(out=tmp_path / "avg", ema_decay=decay, **common))  # type: ignore[arg-type]
+    total = avg.fit.steps
+    assert total >= 8 and len(iterates) == total + 1
+    assert avg.fit.noise_multiplier == last.fit.noise_multiplier
+    assert avg.epsilon == last.epsilon
+    released = load_file(str(tmp_path / "avg" / "head.safetensors"))
+    last_iterate = load_file(str(tmp_path / "last" / "head.safetensors"))
+    for i, key in enumerate(("weight", "bias")):
+        trail = [step[i] for step in iterates]
+        assert trail[0].shape == tuple(released[key].shape)
+        expected = decay ** total * trail[0] + sum(
+            (1 - decay) * decay ** (total - t) * trail[t] for t in range(1, total + 1))
+        np.testing.assert_allclose(released[key].numpy(), expected, rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(last_iterate[key].numpy(), trail[-1])
+        assert not np.allclose(expected, trail[-1])  # the average is not the last iterate
 
 
 @pytest.mark.parametrize(("epsilon", "schedule"), [(3.0, "cosine"), (3.0, "linear"),
@@ -355,6 +409,8 @@ BAD = [
     (["--max-length", "abc"], "max-length"),
     (["--clipping", "nope"], "clipping"),
     (["--lr-schedule", "step"], "--lr-schedule"),
+    (["--ema-decay", "1"], "--ema-decay"),
+    (["--ema-decay", "-0.5"], "--ema-decay"),
     (["--clipping", "group", "--adapter", "full"], "clipping"),
 ]
 

@@ -89,6 +89,9 @@ def train(
     lr_schedule: Annotated[str, typer.Option(
         help="constant, cosine or linear (decay to 0 over the planned steps; same ε).")
                            ] = "constant",
+    ema_decay: Annotated[float, typer.Option(
+        help="Release an EMA of the weights with this decay (0: the last step; same ε).")
+                         ] = 0.0,
     clip: Annotated[float, typer.Option(help="Per-record gradient clipping norm C.")] = 1.0,
     clipping: Annotated[str, typer.Option(
         help="flat, or group: head and adapters each clipped to C/√2 (same ε).")] = "flat",
@@ -138,6 +141,7 @@ def train(
         delta=None if delta.strip().lower() == "auto" else _number(delta, "--delta"),
         epochs=epochs, batch_size=batch_size, lr=lr,
         lr_schedule=lr_schedule,  # type: ignore[arg-type]
+        ema_decay=ema_decay,
         clip=clip,
         clipping=clipping,  # type: ignore[arg-type]
         accountant=accountant, thresholds=thresholds,  # type: ignore[arg-type]

@@ -50,7 +50,7 @@ _RESUME_KEYS = (
 )
 # options added later: fingerprinted only when not at their default, so checkpoints
 # written before they existed (which ran with the default) still resume
-_RESUME_KEYS_IF_SET = {"lr_schedule": "constant"}
+_RESUME_KEYS_IF_SET: dict[str, Any] = {"lr_schedule": "constant", "ema_decay": 0.0}
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,9 @@ class TrainConfig:
             gradients, so it changes neither σ nor ε. A decay damps the noise of the last
             steps but also halves the average rate: on IU X-ray at ε = 10 it under-trained
             (docs/train.md), so the default stays constant.
+        ema_decay: release an exponential moving average of the weights over the optimizer
+            steps (``W_t = d·W_{t-1} + (1 − d)·w_t``) instead of the last iterate; 0 (default)
+            releases the last iterate. Post-processing of the noisy iterates: same σ and ε.
         weight_decay: AdamW weight decay.
         clip: per-record L2 clipping norm C of DP-SGD.
         clipping: "flat" (the whole gradient to C) or "group" (the head and the LoRA
@@ -153,6 +156,7 @@ class TrainConfig:
     batch_size: int = 64
     lr: float | None = None
     lr_schedule: LrSchedule = "constant"
+    ema_decay: float = 0.0
     weight_decay: float = 0.0
     clip: float = 1.0
     clipping: Literal["flat", "group"] = "flat"
@@ -225,6 +229,8 @@ class TrainConfig:
             raise bad("pooling", "must be mean or cls")
         if self.lr_schedule not in ("constant", "cosine", "linear"):
             raise bad("lr_schedule", "must be constant, cosine or linear")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise bad("ema_decay", f"must be in [0, 1), got {self.ema_decay:g}")
         if self.clipping not in ("flat", "group"):
             raise bad("clipping", "must be flat or group")
         if self.clipping == "group" and self.adapter == "full":

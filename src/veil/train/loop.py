@@ -11,7 +11,9 @@ shuffled mini-batches and no clipping or noise.
 
 Every epoch ends with a checkpoint; ``resume_state`` continues a run exactly
 (same batches, same noise, same accountant history), so the final ε equals
-that of an uninterrupted run.
+that of an uninterrupted run. With ``ema_decay`` > 0 the run releases (and
+validates) an exponential moving average of its iterates instead of the last one:
+post-processing, so σ, the steps and ε are unchanged.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from veil.privacy import accounting
 from veil.privacy.dpsgd import LossFn, MicroBatches
 from veil.privacy.rng import make_torch_generator
 from veil.progress import info, make_progress
+from veil.train.averaging import WeightAverage
 from veil.train.checkpoint import Checkpointer
 from veil.train.classifier import pad, pad_states
 from veil.train.config import TrainConfig
@@ -181,14 +184,33 @@ def _scheduler(opt: torch.optim.Optimizer, config: TrainConfig, total: int
         opt, functools.partial(lr_factor, config.lr_schedule, total=total))
 
 
+def _averaging(model: nn.Module, config: TrainConfig, state: dict[str, Any] | None
+               ) -> WeightAverage | None:
+    """The EMA of the trainable weights when ``config.ema_decay`` > 0 (restored on resume)."""
+    if config.ema_decay <= 0.0:
+        return None
+    average = WeightAverage((p for p in model.parameters() if p.requires_grad), config.ema_decay)
+    if state is not None:
+        average.load_state_dict(state["ema"])
+    return average
+
+
 def _epoch_end(epoch: int, step: int, eps: float, validate: Validate | None, model: nn.Module,
-               curve: list[dict[str, float]]) -> None:
+               curve: list[dict[str, float]], average: WeightAverage | None) -> None:
     point = {"epoch": float(epoch), "step": float(step), "epsilon": eps}
     if validate is not None:
-        point.update(validate(model))
+        if average is None:
+            point.update(validate(model))
+        else:  # the curve shows what would be released: the averaged weights
+            with average.swapped_in():
+                point.update(validate(model))
     curve.append(point)
     shown = ", ".join(f"{k} {v:.4g}" for k, v in point.items() if k not in ("epoch", "step"))
     info(f"epoch {epoch}: {shown}")
+
+
+def _ema_state(average: WeightAverage | None) -> dict[str, Any]:
+    return {} if average is None else {"ema": average.state_dict()}
 
 
 def fit(
@@ -251,6 +273,7 @@ def _fit_dp(model: nn.Module, examples: list[Example], config: TrainConfig, delt
             schedule.load_state_dict(state["lr_schedule"])
         torch.set_rng_state(state["torch_rng"])
         curve, first = list(state["curve"]), int(state["epoch"])
+    average = _averaging(model, config, state)
     info(f"DP-SGD: n = {n}, q = {q:.4g}, σ = {sigma:.4g}, C = {config.clip:g}, "
          f"{config.epochs * per_epoch} steps, target ε = {config.epsilon:g}, δ = {delta:.3g} "
          f"({acc.upper()})")
@@ -263,15 +286,17 @@ def _fit_dp(model: nn.Module, examples: list[Example], config: TrainConfig, delt
                 for batch in loader:
                     trainer.step(split_by_length(batch) if mode == "lora-fast" else batch)
                     schedule.step()
+                    if average is not None:
+                        average.update()
                     bar.advance(task_id)
             eps = trainer.epsilon(delta)
-            _epoch_end(epoch, trainer.steps_taken, eps, validate, model, curve)
+            _epoch_end(epoch, trainer.steps_taken, eps, validate, model, curve, average)
             if checkpointer is not None:
                 checkpointer.save({"epoch": epoch, "trainer": trainer.state_dict(),
                                    "lr_schedule": schedule.state_dict(),
                                    "torch_rng": torch.get_rng_state(), "curve": curve,
                                    "noise_multiplier": sigma, "accountant": acc,
-                                   "notes": notes})
+                                   "notes": notes, **_ema_state(average)})
             if hook is not None:
                 hook(epoch, dict(curve[-1]))
         eps_rdp = trainer.epsilon(delta, "rdp")
@@ -279,6 +304,8 @@ def _fit_dp(model: nn.Module, examples: list[Example], config: TrainConfig, delt
             eps_prv: float | None = trainer.epsilon(delta, "prv")
         except (ValueError, RuntimeError, OverflowError):
             eps_prv = None
+        if average is not None:
+            average.copy_to_model()
         return FitResult(steps=trainer.steps_taken, epochs=config.epochs, n_train=n,
                          sample_rate=q, noise_multiplier=sigma, delta=delta, accountant=acc,
                          epsilon=trainer.epsilon(delta), epsilon_rdp=eps_rdp,
@@ -309,6 +336,7 @@ def _fit_plain(model: nn.Module, examples: list[Example], config: TrainConfig, d
         gen.set_state(state["shuffle_rng"])
         torch.set_rng_state(state["torch_rng"])
         curve, first, steps = list(state["curve"]), int(state["epoch"]), int(state["steps"])
+    average = _averaging(model, config, state)
     info(f"non-private training (ε = ∞): n = {n}, batch {config.batch_size}, "
          f"{config.epochs * per_epoch} steps")
     for epoch in range(first + 1, config.epochs + 1):
@@ -323,17 +351,21 @@ def _fit_plain(model: nn.Module, examples: list[Example], config: TrainConfig, d
                 loss.backward()
                 opt.step()
                 schedule.step()
+                if average is not None:
+                    average.update()
                 steps += 1
                 bar.advance(task_id)
-        _epoch_end(epoch, steps, math.inf, validate, model, curve)
+        _epoch_end(epoch, steps, math.inf, validate, model, curve, average)
         if checkpointer is not None:
             checkpointer.save({"epoch": epoch, "steps": steps, "curve": curve,
                                "weights": [p.detach().clone() for p in params],
                                "optimizer": opt.state_dict(), "shuffle_rng": gen.get_state(),
                                "lr_schedule": schedule.state_dict(),
-                               "torch_rng": torch.get_rng_state()})
+                               "torch_rng": torch.get_rng_state(), **_ema_state(average)})
         if hook is not None:
             hook(epoch, dict(curve[-1]))
+    if average is not None:
+        average.copy_to_model()
     return FitResult(steps=steps, epochs=config.epochs, n_train=n,
                      sample_rate=min(1.0, config.batch_size / n), noise_multiplier=0.0,
                      delta=0.0, accountant="none", epsilon=math.inf, epsilon_rdp=None,

@@ -51,6 +51,9 @@ def sweep(
     lr_schedule: Annotated[str, typer.Option(
         help="constant, cosine or linear (decay over each run's steps; same ε).")
                            ] = "constant",
+    ema_decay: Annotated[float, typer.Option(
+        help="Release an EMA of the weights with this decay (0: the last step; same ε).")
+                         ] = 0.0,
     lora_r: Annotated[int, typer.Option(help="LoRA rank.")] = 8,
     lora_layers: Annotated[str, typer.Option(
         help="Adapt only the top k layers (faster on CPU) or 'all'.")] = "all",
@@ -90,7 +93,7 @@ def sweep(
         data=data, out=out / "runs", text_col=text_col, label_col=label_col,
         label_sep=label_sep, id_col=id_col, top_labels=top_labels, exclude_labels=excluded,
         model=model, epochs=epochs, batch_size=batch_size, lr=lr,
-        lr_schedule=lr_schedule, lora_r=lora_r,  # type: ignore[arg-type]
+        lr_schedule=lr_schedule, ema_decay=ema_decay, lora_r=lora_r,  # type: ignore[arg-type]
         lora_layers=_int_or(lora_layers, "--lora-layers", "all"),
         max_length=_int_or(max_length, "--max-length", "auto"), delta=delta, test_frac=test_frac,
         val_frac=val_frac, split_seed=split_seed, seed=seed, epsilon=eps[0], adapter=ads[0],  # type: ignore[arg-type]
