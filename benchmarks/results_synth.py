@@ -160,8 +160,16 @@ def _failed_sites(metrics: Path) -> list[str]:
 
 
 def collect(root: Path, json_out: Path | None) -> None:
-    """Markdown table (mean ± sd over seeds) and, optionally, every run's figures as JSON."""
+    """Markdown table (mean ± sd over seeds) and, optionally, every run's figures as JSON.
+
+    Runs already in ``json_out`` are kept unless a run of the same cell and seed is on disk
+    under ``root`` (which replaces it), so a fresh out-root adds to the published figures.
+    """
     rows: dict[str, list[dict[str, Any]]] = {}
+    if json_out is not None and json_out.is_file():
+        for name, entry in json.loads(json_out.read_text()).items():
+            if name in CELLS:
+                rows[name] = list(entry["runs"])
     for name in CELLS:
         for path in sorted((root / "runs").glob(f"{name}-s*/eval.json")):
             failed = _failed_sites(path.parent / "synth" / "metrics.json")
@@ -172,10 +180,12 @@ def collect(root: Path, json_out: Path | None) -> None:
                 continue
             run = json.loads(path.read_text())
             run["seed"] = int(path.parent.name.rsplit("-s", 1)[1])
-            rows.setdefault(name, []).append(run)
+            kept = [r for r in rows.get(name, []) if r.get("seed") != run["seed"]]
+            rows[name] = sorted([*kept, run], key=lambda r: int(r.get("seed", 0)))
     print("| federation | ε | weak sites vote | seeds | Fréchet ↓ | k-NN precision | "
           "k-NN recall | MAUVE | downstream acc. | macro-F1 |")
     print("|---|---|---|---|---|---|---|---|---|---|")
+    rows = {name: rows[name] for name in CELLS if name in rows}  # the table's order
     for name, runs in rows.items():
         cell = CELLS[name]
         eps = "∞" if cell.epsilon == "inf" else cell.epsilon
