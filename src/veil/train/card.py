@@ -28,6 +28,11 @@ NOT_COVERED = (
     "max_length, when chosen from the training data (--max-length auto)",
 )
 
+TRAINED_WEIGHTS = {"lora": "LoRA adapters and classification head",
+                   "head": "classification head; the encoder is the public base model",
+                   "full": "every encoder weight and the classification head"}
+"""What each ``--adapter`` trains, i.e. which released weights ε covers."""
+
 
 def privacy_report(config: TrainConfig, fit: FitResult, fingerprint: str,
                    data_summary: dict[str, Any]) -> PrivacyReport:
@@ -45,8 +50,8 @@ def privacy_report(config: TrainConfig, fit: FitResult, fingerprint: str,
         "sampling": "Poisson" if config.private else "shuffled mini-batches",
         "clipping": ("group: head and adapters each clipped to C/sqrt(2), total norm <= C"
                      if config.clipping == "group" else "flat: whole gradient clipped to C"),
-        "covered": "the released model weights (adapters and head), with respect to adding "
-                   "or removing one training record",
+        "covered": f"the released model weights ({TRAINED_WEIGHTS[config.adapter]}), with "
+                   "respect to adding or removing one training record",
         "not_covered": list(NOT_COVERED),
         "n_validation": data_summary["n_val"],
         "n_test": data_summary["n_test"],
