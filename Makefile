@@ -27,7 +27,7 @@ demo: install
 	$(BIN)/veil demo --out veil-demo
 
 test: install
-	$(BIN)/python -m pytest -m "not slow" -n $(PYTEST_WORKERS) -q
+	$(BIN)/python -m pytest -m "not slow or flower" -n $(PYTEST_WORKERS) -q
 
 test-slow: install
 	$(BIN)/python -m pytest -m "slow" -q

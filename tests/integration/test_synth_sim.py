@@ -1,4 +1,5 @@
-"""veil synth end to end on a tiny split: outputs, failing site, message capture, bad input.
+"""veil synth end to end on a tiny split: outputs, failing site, message capture, bad input,
+a site that stops answering (phase timeout), --strong-only.
 
 Tiny models (tiny-llama generator, tiny-bert embedder) and 3 sites of 20
 records keep each run to seconds. The capture test inspects every message that
@@ -10,7 +11,11 @@ from __future__ import annotations
 import csv
 import json
 import math
+import queue
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,6 +25,7 @@ from veil.errors import BadInput
 from veil.privacy.ledger import Ledger
 from veil.synth.config import SynthConfig
 from veil.synth.facade import synthesize
+from veil.synth.simulation import LocalGrid
 
 CODES = ("alpha", "beta", "gamma")
 
@@ -87,6 +93,26 @@ def _strings_and_numbers(content: object) -> tuple[list[str], list[float]]:
     return strings, numbers
 
 
+def _token_windows(texts: list[str], model: str, n: int = 8, min_chars: int = 8) -> set[str]:
+    """Every decoded ``n``-token window of ``texts`` (generator tokenizer), stripped, non-trivial.
+
+    Windows shorter than ``min_chars`` once stripped (whitespace, a few letters) are left out:
+    they could match by chance and say nothing about a record.
+    """
+    from veil.models import load_tokenizer
+
+    tok = load_tokenizer(model)
+    out: set[str] = set()
+    for text in texts:
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        assert len(ids) >= n
+        for i in range(len(ids) - n + 1):
+            window = tok.decode(ids[i:i + n], skip_special_tokens=True).strip()
+            if len(window) >= min_chars:
+                out.add(window)
+    return out
+
+
 def test_run_writes_outputs_drops_failing_site_and_leaks_nothing(tmp_path: Path) -> None:
     rows = make_sites(tmp_path / "sites")
     out, cap = tmp_path / "out", tmp_path / "capture"
@@ -120,7 +146,7 @@ def test_run_writes_outputs_drops_failing_site_and_leaks_nothing(tmp_path: Path)
     book = Ledger()
     spends = {sp.note: sp for row in book.rows() for sp in book.spends(row.fingerprint)}
     assert len(book.rows()) == 3 and all(sp.epsilon <= 8.0 + 1e-9 for sp in spends.values())
-    # what crossed the wire: no record text, no 8-word window, no exact count
+    # what crossed the wire: no record text, no 8-word or 8-token window, no exact count
     msgs = _captured(cap)
     assert any("-up-query_profile" in n for n, _, _ in msgs)
     texts = [r["text"] for site in rows.values() for r in site]
@@ -132,6 +158,10 @@ def test_run_writes_outputs_drops_failing_site_and_leaks_nothing(tmp_path: Path)
         assert text not in joined
         for i in range(len(words) - 7):
             assert " ".join(words[i:i + 8]) not in joined
+    windows = _token_windows(texts, cfg.generator)
+    assert len(windows) > len(texts)  # the check is not vacuous
+    leaked = [w for w in windows if w in joined]
+    assert not leaked, f"{len(leaked)} 8-token windows of records crossed the wire"
     exact = {site: np.array([sum(r["label"] == c for r in rs) for c in CODES], float)
              for site, rs in rows.items()}
     ups = [(n, c) for n, _, c in msgs if "-up-" in n and c is not None]
@@ -148,6 +178,104 @@ def test_run_writes_outputs_drops_failing_site_and_leaks_nothing(tmp_path: Path)
     sizes = {len(rs) for rs in rows.values()}
     up_numbers = [x for _, c in ups for x in _strings_and_numbers(c)[1]]
     assert not sizes & {int(x) for x in up_numbers if float(x).is_integer()}
+
+
+class _TimeoutGrid:
+    """The in-process grid with the timeout behaviour of Flower's grids.
+
+    Like ``flwr``'s ``InMemoryGrid``/``GrpcGrid``, ``send_and_receive`` pushes every message,
+    then returns the replies that came back before ``timeout`` and drops the rest. Each
+    message is handled by the ClientApp in its own thread, so a site that hangs does not
+    hold up the others (a SuperNode that stops answering).
+    """
+
+    def __init__(self, client_app: Any, n_nodes: int) -> None:
+        self.local = LocalGrid(client_app, n_nodes)
+        self.threads: list[threading.Thread] = []
+
+    def get_node_ids(self) -> list[int]:
+        return list(self.local.get_node_ids())
+
+    def send_and_receive(self, messages: Any, *, timeout: float | None = None) -> list[Any]:
+        assert timeout is not None and timeout > 0
+        messages = list(messages)
+        box: queue.Queue[Any] = queue.Queue()
+        def deliver(msg: Any) -> None:  # LocalGrid: serialise, handle, serialise the reply
+            box.put(next(iter(self.local.send_and_receive([msg]))))
+
+        for msg in messages:
+            thread = threading.Thread(target=deliver, args=(msg,), daemon=True)
+            thread.start()
+            self.threads.append(thread)
+        end, replies = time.monotonic() + timeout, []
+        while len(replies) < len(messages):
+            try:
+                replies.append(box.get(timeout=max(end - time.monotonic(), 0.0)))
+            except queue.Empty:
+                break
+        return replies
+
+
+def test_site_that_stops_answering_is_dropped_at_the_phase_timeout(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """site_2 never answers the vote query: after ``phase_timeout`` the run goes on without it."""
+    import veil.synth.app as app_module
+    import veil.synth.simulation as sim_module
+    from veil.synth.generator import load_generator
+    from veil.synth.site import SiteFailure, _encoder
+
+    load_generator("tiny-llama"), _encoder("tiny-bert")  # model loading is not a phase's time
+    make_sites(tmp_path / "sites")
+    release = threading.Event()
+    real_vote = app_module.site_vote
+
+    def vote(spec: Any, *args: Any, **kw: Any) -> Any:
+        if spec.name == "site_2":  # the SuperNode has gone: no reply, no error
+            release.wait(120)
+            raise SiteFailure("site_2 came back after the run")
+        return real_vote(spec, *args, **kw)
+
+    grids: list[_TimeoutGrid] = []
+
+    def make_grid(client_app: Any, n: int) -> _TimeoutGrid:
+        grids.append(_TimeoutGrid(client_app, n))
+        return grids[-1]
+
+    monkeypatch.setattr(app_module, "site_vote", vote)
+    monkeypatch.setattr(sim_module, "LocalGrid", make_grid)
+    timeout = 8.0
+    out = tmp_path / "out"
+    try:
+        start = time.monotonic()
+        summary = synthesize(tmp_path / "sites", out, tiny_config(phase_timeout=timeout),
+                             strong=1, engine="inprocess")
+        elapsed = time.monotonic() - start
+        assert not release.is_set()  # the run finished while site_2 still hung
+    finally:
+        release.set()
+        for thread in grids[0].threads if grids else []:
+            thread.join(30)
+    assert summary.failed_sites == {"site_2": "vote"} and summary.refined
+    assert summary.wall_time_s["vote"] >= timeout and elapsed < 120
+    assert len((out / "synthetic.jsonl").read_text().splitlines()) == 12
+    metrics = json.loads((out / "metrics.json").read_text())
+    site_2 = metrics["sites"]["site_2"]
+    assert site_2["failed_at"] == "vote" and site_2["phases_released"] == ["profile"]
+    assert metrics["sites"]["site_1"]["phases_released"] == ["profile", "vote"]
+    assert "vote" not in metrics["bytes_per_site"]["site_2"]["site_to_server"]
+    assert metrics["bytes_per_site"]["site_2"]["server_to_site"]["vote"] > 0
+    report = (out / "report.md").read_text()
+    assert "| site_2 | weak |" in report
+    assert "FAILED at vote: no reply before the phase timeout" in report
+    assert "site site_2 failed at vote: no reply before the phase timeout" in report
+    rep = json.loads((out / "privacy" / "site_2.json").read_text())
+    assert rep["extra"]["phases_released"] == ["profile"] and rep["extra"]["failed_at"] == "vote"
+    assert 0 < rep["epsilon"] < 8.0
+    # spend before release: site_2 recorded its whole planned epsilon when it profiled
+    book = Ledger()
+    (row,) = [r for r in book.rows() if r.label == "site_2"]
+    assert row.spent_epsilon == pytest.approx(rep["extra"]["planned_epsilon"])
+    assert row.n_unreleased == 1  # it never confirmed the release of its votes
 
 
 def test_bad_input_fails_before_any_release(tmp_path: Path) -> None:
@@ -168,7 +296,32 @@ def test_bad_input_fails_before_any_release(tmp_path: Path) -> None:
     assert Ledger().rows() == []
     rc = cli_run(["synth", "--sites", str(tmp_path / "sites"), "--out", str(tmp_path / "o5"),
                   "--code-cols", "label", "--epsilon", "0.01", "--quiet"])
+    assert rc == 2 and not (tmp_path / "o5").exists()
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--code-cols", "nope"], "column"),
+    (["--samples", "2", "--k", "3"], "smaller than K"),
+    (["--epsilon", "0.01"], "too small"),
+], ids=["unknown-code-column", "candidates-below-k", "epsilon-too-small"])
+def test_cli_bad_input_exits_2_with_one_line_and_no_output(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],
+        expected: str) -> None:
+    make_sites(tmp_path / "sites", per_site=12)
+    out = tmp_path / "out"
+    base = ["synth", "--sites", str(tmp_path / "sites"), "--out", str(out), "--code-cols",
+            "label", "--generator", "tiny-llama", "--embedder", "tiny-bert", "--engine",
+            "inprocess", "--delta", "1e-4", "--quiet"]
+    capsys.readouterr()
+    rc = cli_run(base + args)
+    err = capsys.readouterr().err
     assert rc == 2
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("veil: error: "), err
+    assert expected in lines[0]
+    assert not out.exists()
+    assert not list(tmp_path.glob("out*")) and not list(tmp_path.glob(".out*"))  # no temp
+    assert Ledger().rows() == []
 
 
 def test_cli_split_then_synth_without_noise(tmp_path: Path) -> None:
@@ -196,7 +349,44 @@ def test_cli_split_then_synth_without_noise(tmp_path: Path) -> None:
     assert math.isinf(float(metrics["sites"]["site_0"]["epsilon"]))
 
 
+def test_cli_strong_only_weak_sites_take_no_part(tmp_path: Path) -> None:
+    make_sites(tmp_path / "sites", per_site=16)
+    out, ledger = tmp_path / "out", tmp_path / "ledger.db"
+    rc = cli_run(["synth", "--sites", str(tmp_path / "sites"), "--out", str(out),
+                  "--code-cols", "label", "--generator", "tiny-llama", "--embedder",
+                  "tiny-bert", "--epsilon", "8", "--delta", "1e-4", "--accountant", "rdp",
+                  "--rounds", "1", "--samples", "6", "--k", "2", "--max-new-tokens", "4",
+                  "--sample-rate", "0.25", "--max-length", "24", "--strong-only",
+                  "--engine", "inprocess", "--ledger", str(ledger), "--quiet"])
+    assert rc == 0
+    records = (out / "synthetic.jsonl").read_text().splitlines()
+    assert len(records) == 6
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["sites"]["site_0"]["phases_released"] == ["profile", "train"]
+    assert metrics["trained_rounds"] == 1 and not metrics["refined"]
+    reports = {p.stem: json.loads(p.read_text()) for p in (out / "privacy").glob("*.json")}
+    assert reports["site_0"]["epsilon"] == pytest.approx(8.0, rel=0.02)
+    for weak in ("site_1", "site_2"):
+        site = metrics["sites"][weak]
+        assert site["role"] == "weak" and site["failed_at"] is None
+        assert site["phases_planned"] == site["phases_released"] == []
+        assert site["epsilon"] == 0
+        # no privacy release at all: no voting phase, no profile, nothing composed
+        rep = reports[weak]
+        assert rep["extra"]["phases_planned"] == rep["extra"]["phases_released"] == []
+        assert rep["epsilon"] == 0 and rep["composition"] == []
+        assert rep["extra"]["sigma_vote"] is None and rep["extra"]["sigma_profile"] is None
+        # only the hello handshake (name and role) went either way
+        traffic = metrics["bytes_per_site"][weak]
+        assert set(traffic["server_to_site"]) == set(traffic["site_to_server"]) == {"hello"}
+    assert "no site votes" in (out / "report.md").read_text()
+    # only the strong site recorded a spend
+    book = Ledger(ledger)
+    assert [r.label for r in book.rows()] == ["site_0"]
+
+
 @pytest.mark.slow
+@pytest.mark.flower
 def test_flower_simulation_engine_runs_the_same_app(tmp_path: Path) -> None:
     """The Flower simulation runtime (Ray backend): one virtual SuperNode per site.
 
