@@ -54,6 +54,7 @@ class Cell:
     refine: bool
     label: str
     dataset: str = "agnews"
+    extra: tuple[str, ...] = ()   # veil synth options after the common ones (the last wins)
 
 
 TOP4_DIR = "site_4,site_9,site_2,site_0"   # the four largest Dirichlet sites
@@ -82,6 +83,11 @@ for _eps in ("8", "inf"):
     for _refine in (False, True):
         CELLS[f"iu-e{_eps}-{'vote' if _refine else 'novote'}"] = Cell(
             "sites-iu", IU_STRONG, _eps, _refine, "IU X-ray, 1 strong / 10", "iu-xray")
+# a longer fine-tuning budget: 3 rounds of 2 local epochs (≈ 60 DP steps instead of ≈ 10)
+for _refine in (False, True):
+    CELLS[f"iu-r3e2-e8-{'vote' if _refine else 'novote'}"] = Cell(
+        "sites-iu", IU_STRONG, "8", _refine, "IU X-ray, 1 strong / 10, 3 rounds × 2 epochs",
+        "iu-xray", ("--rounds", "3", "--local-epochs", "2"))
 SYNTH_ARGS = ["--text-col", "text", "--code-cols", "label", "--generator", "smollm2-135m",
               "--rounds", "1", "--local-epochs", "1", "--sample-rate", "0.1",
               "--samples", "200", "--k", "3", "--quiet"]
@@ -137,7 +143,7 @@ def run(root: Path, cells: list[str], seeds: list[int]) -> None:
             heldout = "heldout.csv" if cell.dataset == "agnews" else "iu-heldout.csv"
             _veil("synth", "--sites", str(root / cell.sites), *SYNTH_ARGS, *LENGTHS[cell.dataset],
                   "--strong-sites", cell.strong, "--epsilon", cell.epsilon,
-                  "--refine" if cell.refine else "--no-refine", "--seed", str(seed),
+                  "--refine" if cell.refine else "--no-refine", *cell.extra, "--seed", str(seed),
                   "--out", str(out / "synth"))
             _veil("synth-eval", str(out / "synth" / "synthetic.jsonl"), str(root / heldout),
                   "--text-col", "text", "--label-col", "label", "--quiet",
