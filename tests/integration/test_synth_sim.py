@@ -376,6 +376,9 @@ def test_cli_strong_only_weak_sites_take_no_part(tmp_path: Path) -> None:
         assert rep["extra"]["phases_planned"] == rep["extra"]["phases_released"] == []
         assert rep["epsilon"] == 0 and rep["composition"] == []
         assert rep["extra"]["sigma_vote"] is None and rep["extra"]["sigma_profile"] is None
+        # and its report says so, instead of a (0, δ) guarantee and a ledger it never wrote
+        assert "took no part" in rep["statement"] and "accountant" not in rep["statement"]
+        assert rep["extra"]["ledger_note"] == "nothing recorded: the site released nothing"
         # only the hello handshake (name and role) went either way
         traffic = metrics["bytes_per_site"][weak]
         assert set(traffic["server_to_site"]) == set(traffic["site_to_server"]) == {"hello"}

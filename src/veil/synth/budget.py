@@ -284,6 +284,7 @@ def site_report(site: str, plan: NoisePlan, completed: Sequence[str], *,
     eps, acc = composed_epsilon(parts, plan.delta, _accountant_of(plan))
     has_train = any(p.kind == "subsampled_gaussian" for p in parts)
     mechanism = "federated DP synthesis: " + (", ".join(p.name for p in parts) or "no release")
+    took_part = bool(plan.phases)
     statement = default_statement(
         mechanism, "record", eps, plan.delta, acc,
         noise_multiplier=plan.noise_multiplier if has_train else None,
@@ -292,6 +293,10 @@ def site_report(site: str, plan: NoisePlan, completed: Sequence[str], *,
         clipping_norm=clipping_norm if has_train else None,
     ) + (f" This report covers the records of site {site} only; sites hold disjoint data, "
          "so each site's guarantee stands on its own (it does not add up across sites).")
+    if not took_part:  # e.g. a weak site under --strong-only
+        statement = (f"Site {site} took no part in this run's releases (no phase planned): "
+                     "nothing computed from its records left the site, so it spent no "
+                     "privacy budget (ε = 0) and recorded nothing in its ledger.")
     return PrivacyReport.build(
         mechanism, "record", eps, plan.delta, acc,
         noise_multiplier=plan.noise_multiplier if has_train else None,
@@ -304,8 +309,9 @@ def site_report(site: str, plan: NoisePlan, completed: Sequence[str], *,
                "failed_at": failed_at, "target_epsilon": target_epsilon,
                "planned_epsilon": plan.epsilon, "sigma_profile": plan.sigma_profile,
                "sigma_vote": plan.sigma_vote,
-               "ledger_note": "the site recorded the planned epsilon in its own ledger "
-                              "before its first release"},
+               "ledger_note": ("the site recorded the planned epsilon in its own ledger "
+                               "before its first release") if took_part else
+                              "nothing recorded: the site released nothing"},
     )
 
 

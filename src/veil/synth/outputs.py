@@ -86,7 +86,7 @@ def report_md(res: RunResult, reports: dict[str, PrivacyReport], m: dict[str, An
     for s in res.sites:
         rep = reports.get(s.name)
         status = "ok" if s.failed_at is None else f"FAILED at {s.failed_at}: {s.reason}"
-        planned = ", ".join(s.plan.phases) if s.plan else "-"
+        planned = (", ".join(s.plan.phases) or "none") if s.plan else "-"
         lines.append(f"| {s.name} | {s.role} | {planned} | {', '.join(s.completed) or '-'} | "
                      f"{_fmt(rep.epsilon) if rep else '-'} | {status} |")
     lines += ["", "## Phases", "", "| phase | wall time (s) |", "|---|---|"]
