@@ -52,11 +52,12 @@ def _hold_out(sites: Path, work: Path, seed: int) -> tuple[Path, Path]:
     return train_dir, heldout
 
 
-def run_demo_stage(out_dir: Path, *, seed: int) -> None:
+def run_demo_stage(out_dir: Path, *, seed: int, engine: str | None = None) -> None:
     """Run the synth demo on ``out_dir/sites`` and print its figures.
 
     Writes ``out_dir/synth/`` (the held-out split, the run's artifact folder
-    ``run/`` and ``eval.json``). ε = 8 per record at each demo site.
+    ``run/`` and ``eval.json``). ε = 8 per record at each demo site. ``engine``:
+    "flower" or "inprocess" (default: Flower's simulation engine when Ray is installed).
     """
     from rich.table import Table
 
@@ -67,7 +68,8 @@ def run_demo_stage(out_dir: Path, *, seed: int) -> None:
     out_dir = Path(out_dir)
     work = out_dir / "synth"
     train_dir, heldout = _hold_out(out_dir / "sites", work, seed)
-    engine = "flower" if importlib.util.find_spec("ray") is not None else "inprocess"
+    if engine is None:
+        engine = "flower" if importlib.util.find_spec("ray") is not None else "inprocess"
     cfg = SynthConfig(**DEMO_SETTINGS, seed=seed)  # type: ignore[arg-type]
     progress.info(f"synth demo: federated DP synthesis across the demo sites ({engine} engine)")
     summary = synthesize(train_dir, work / "run", cfg, strong=1, engine=engine)  # type: ignore[arg-type]
