@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,17 @@ def _isolated_veil_home(
 ) -> None:
     """Each test gets its own VEIL_HOME (so its own ledger); the model cache stays shared."""
     monkeypatch.setenv("VEIL_HOME", str(tmp_path_factory.mktemp("veil_home")))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Tiny models run fastest on one intra-op thread (and do not fight over shared cores).
+
+    Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

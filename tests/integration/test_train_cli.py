@@ -10,7 +10,6 @@ import csv
 import json
 import math
 import random
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -46,15 +45,7 @@ BASE = ["--label-col", "labels", "--label-sep", ";", "--id-col", "id", "--model"
         "--batch-size", "40", "--lr", "0.02", "--lora-layers", "1", "--quiet"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread (and do not fight over shared cores)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

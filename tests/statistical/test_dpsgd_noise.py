@@ -17,13 +17,7 @@ from veil.privacy.dpsgd import DPConfig, DPTrainer, add_lora, classification_los
 warnings.filterwarnings("ignore", message=".*")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models: one intra-op thread is faster on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_bert(seed: int = 0) -> nn.Module:

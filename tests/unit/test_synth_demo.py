@@ -10,6 +10,8 @@ import pytest
 
 from veil.demo import write_demo_corpus
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def _rows(path: Path) -> list[dict[str, str]]:
     with path.open(newline="", encoding="utf-8") as fh:
@@ -18,18 +20,11 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 def test_demo_stage_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                     capsys: pytest.CaptureFixture[str]) -> None:
-    import torch
-
     from veil.synth import demo
 
     write_demo_corpus(tmp_path, n_reports=120, seed=3)
     monkeypatch.setitem(demo.DEMO_SETTINGS, "samples", 24)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        demo.run_demo_stage(tmp_path, seed=3, engine="inprocess")
-    finally:
-        torch.set_num_threads(threads)
+    demo.run_demo_stage(tmp_path, seed=3, engine="inprocess")
     work = tmp_path / "synth"
 
     # the held-out fifth and the sites' remaining records partition every demo site's records

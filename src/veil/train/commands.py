@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from veil.errors import BadInput
+from veil.train.cli_options import EmaDecayOption, LrScheduleOption
 
 
 def _number(text: str, option: str, *, allow_inf: bool = False) -> float:
@@ -86,12 +87,8 @@ def train(
     batch_size: Annotated[int, typer.Option(help="Expected (Poisson) batch size.")] = 64,
     lr: Annotated[float | None, typer.Option(help="AdamW learning rate (default per adapter).")
                   ] = None,
-    lr_schedule: Annotated[str, typer.Option(
-        help="constant, cosine or linear (decay to 0 over the planned steps; same ε).")
-                           ] = "constant",
-    ema_decay: Annotated[float, typer.Option(
-        help="Release an EMA of the weights with this decay (0: the last step; same ε).")
-                         ] = 0.0,
+    lr_schedule: LrScheduleOption = "constant",
+    ema_decay: EmaDecayOption = 0.0,
     clip: Annotated[float, typer.Option(help="Per-record gradient clipping norm C.")] = 1.0,
     clipping: Annotated[str, typer.Option(
         help="flat, or group: head and adapters each clipped to C/√2 (same ε).")] = "flat",

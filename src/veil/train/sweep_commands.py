@@ -14,6 +14,7 @@ import typer
 
 from veil.errors import BadInput
 from veil.progress import console, set_quiet
+from veil.train.cli_options import EmaDecayOption, LrScheduleOption
 
 
 def _int_or(text: str, option: str, word: str) -> int | None:
@@ -48,12 +49,8 @@ def sweep(
     epochs: Annotated[int, typer.Option(help="Epochs per run.")] = 5,
     batch_size: Annotated[int, typer.Option(help="(Expected) batch size.")] = 64,
     lr: Annotated[float | None, typer.Option(help="Learning rate (default per adapter).")] = None,
-    lr_schedule: Annotated[str, typer.Option(
-        help="constant, cosine or linear (decay over each run's steps; same ε).")
-                           ] = "constant",
-    ema_decay: Annotated[float, typer.Option(
-        help="Release an EMA of the weights with this decay (0: the last step; same ε).")
-                         ] = 0.0,
+    lr_schedule: LrScheduleOption = "constant",
+    ema_decay: EmaDecayOption = 0.0,
     lora_r: Annotated[int, typer.Option(help="LoRA rank.")] = 8,
     lora_layers: Annotated[str, typer.Option(
         help="Adapt only the top k layers (faster on CPU) or 'all'.")] = "all",
