@@ -57,6 +57,7 @@ def _config(kind: str, eps: float, args: argparse.Namespace, out: Path):  # type
         lora_r=8, lora_layers=args.lora_layers or None,
         max_length=args.max_length, long_docs="chunk", thresholds="per-label",
         clipping=args.clipping if math.isfinite(eps) else "flat",
+        head_init=args.head_init, head_init_scale=args.head_init_scale,
         seed=args.seed, ledger=out / "ledger.db", quiet=args.quiet, n_boot=1000)
 
 
@@ -101,6 +102,9 @@ def main() -> None:
                         help="override every run's learning-rate schedule")
     parser.add_argument("--ema-decay", type=float, default=None,
                         help="release an EMA of the weights with this decay (same ε)")
+    parser.add_argument("--head-init", default="random", choices=("random", "labels"),
+                        help="labels: start the head from the label descriptions (no ε spent)")
+    parser.add_argument("--head-init-scale", type=float, default=10.0)
     parser.add_argument("--out", type=Path, default=Path("/tmp/veil-iu-xray"))
     args = parser.parse_args()
     if not args.data.is_file():

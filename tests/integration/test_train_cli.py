@@ -97,6 +97,39 @@ def test_group_clipping_run_has_the_flat_runs_noise_and_epsilon(
     assert json.loads((out / "metrics.json").read_text())["weighted_f1"]["value"] > 0.5
 
 
+def test_label_head_init_spends_the_same_epsilon(trained: dict[str, Path], tmp_path: Path) -> None:
+    """--head-init labels reads no record: σ, q, steps and ε are the random-init run's."""
+    descriptions = tmp_path / "descriptions.json"
+    descriptions.write_text(json.dumps({"alpha": "effusion", "beta": ["fracture"]}))
+    out = tmp_path / "labels"
+    code = run(["train", str(trained["data"]), "--out", str(out), *BASE, "--epsilon", "8",
+                "--epochs", "5", "--test", str(trained["test"]), "--head-init", "labels",
+                "--head-init-scale", "20", "--label-descriptions", str(descriptions)])
+    assert code == 0
+    plain = json.loads((trained["out"] / "privacy.json").read_text())
+    labels = json.loads((out / "privacy.json").read_text())
+    for key in ("noise_multiplier", "sample_rate", "steps", "clipping_norm", "epsilon"):
+        assert labels[key] == pytest.approx(plain[key]), key
+    recipe = json.loads((out / "run.json").read_text())["config"]
+    assert (recipe["head_init"], recipe["head_init_scale"]) == ("labels", 20.0)
+    assert recipe["label_descriptions"] == str(descriptions)
+    assert json.loads((out / "metrics.json").read_text())["weighted_f1"]["value"] > 0.5
+
+
+def test_unknown_label_in_descriptions_exits_2(trained: dict[str, Path], tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    descriptions = tmp_path / "descriptions.json"
+    descriptions.write_text(json.dumps({"zeta": "not a label of this data"}))
+    out = tmp_path / "out"
+    code = run(["train", str(trained["data"]), "--out", str(out), *BASE, "--epsilon", "8",
+                "--head-init", "labels", "--label-descriptions", str(descriptions),
+                "--ledger", str(tmp_path / "l.db")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "zeta" in err and "descriptions.json" in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["descriptions.json"]
+
+
 def test_separable_toy_reaches_weighted_f1_above_0_9(trained: dict[str, Path]) -> None:
     metrics = json.loads((trained["out"] / "metrics.json").read_text())
     assert metrics["split"] == "test"
@@ -403,6 +436,9 @@ BAD = [
     (["--ema-decay", "1"], "--ema-decay"),
     (["--ema-decay", "-0.5"], "--ema-decay"),
     (["--clipping", "group", "--adapter", "full"], "clipping"),
+    (["--head-init", "zero"], "--head-init"),
+    (["--head-init", "labels", "--head-init-scale", "0"], "--head-init-scale"),
+    (["--label-descriptions", "d.json"], "needs --head-init labels"),
 ]
 
 

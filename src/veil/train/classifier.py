@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -161,11 +161,18 @@ def build_classifier(
     lora_targets: tuple[str, ...] = ("query", "value"),
     lora_layers: int | None = None,
     seed: int = 0,
+    head_init: str = "random",
+    head_init_scale: float = 10.0,
+    label_names: Sequence[str] = (),
+    descriptions: Mapping[str, Sequence[str]] | None = None,
 ) -> nn.Module:
     """A fresh classifier with only the chosen weights trainable (via the engine's ``add_lora``).
 
-    The head is initialised from ``seed``. ``start_layer`` is set so that every
-    frozen layer below the first adapted one can be cached (BERT-like encoders).
+    The head is initialised from ``seed`` (``head_init="random"``) or from the
+    embeddings of the label descriptions (``"labels"``, see :mod:`veil.train.head_init`;
+    ``descriptions`` default to the zero-shot teacher's templates over ``label_names``).
+    ``start_layer`` is set so that every frozen layer below the first adapted one can
+    be cached (BERT-like encoders).
     """
     from veil.models import load_encoder
     from veil.privacy.dpsgd import add_lora
@@ -185,6 +192,9 @@ def build_classifier(
         torch.manual_seed(seed)
         model: nn.Module = EncoderClassifier(encoder, num_labels, pooling,
                                              start if cacheable else 0, prior)
+        if head_init == "labels":
+            _init_head_from_labels(model, model_name, label_names, descriptions,
+                                   head_init_scale)
         if adapter == "lora":
             targets = lora_module_names(encoder, start, lora_targets)
             model = add_lora(model, r=lora_r, alpha=lora_alpha, targets=targets,
@@ -192,6 +202,24 @@ def build_classifier(
         else:
             model = add_lora(model, adapter=adapter, task=task)  # type: ignore[arg-type]
     return model
+
+
+def _init_head_from_labels(model: nn.Module, model_name: str, label_names: Sequence[str],
+                           descriptions: Mapping[str, Sequence[str]] | None,
+                           scale: float) -> None:
+    from veil.models import load_tokenizer
+    from veil.train.head_init import description_embeddings, label_head_weight
+    from veil.train.teacher import default_descriptions
+
+    inner = core(model)
+    if len(label_names) != inner.classifier.out_features:
+        raise ValueError("head_init='labels' needs one name per output")
+    descs: dict[str, Sequence[str]] = dict(default_descriptions(label_names))
+    descs.update(descriptions or {})
+    emb = description_embeddings(inner.encoder, load_tokenizer(model_name), descs, label_names,
+                               inner.pooling)
+    with torch.no_grad():
+        inner.classifier.weight.copy_(label_head_weight(emb, scale))
 
 
 def pad(windows: list[list[int]]) -> dict[str, Tensor]:

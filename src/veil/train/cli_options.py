@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,3 +11,10 @@ LrScheduleOption = Annotated[str, typer.Option(
     help="constant, cosine or linear (decay to 0 over each run's planned steps; same ε).")]
 EmaDecayOption = Annotated[float, typer.Option(
     help="Release an EMA of the weights with this decay (0: the last step; same ε).")]
+HeadInitOption = Annotated[str, typer.Option(
+    help="random, or labels: start the head at the zero-shot score of label descriptions "
+         "(public; no ε spent).")]
+HeadInitScaleOption = Annotated[float, typer.Option(
+    help="Scale s of the labels head initialisation (logit = s × centred correlation).")]
+LabelDescriptionsOption = Annotated[Path | None, typer.Option(
+    help="JSON {label: text or [texts]} for --head-init labels (default templates).")]

@@ -15,7 +15,13 @@ from typing import Annotated
 import typer
 
 from veil.errors import BadInput
-from veil.train.cli_options import EmaDecayOption, LrScheduleOption
+from veil.train.cli_options import (
+    EmaDecayOption,
+    HeadInitOption,
+    HeadInitScaleOption,
+    LabelDescriptionsOption,
+    LrScheduleOption,
+)
 
 
 def _number(text: str, option: str, *, allow_inf: bool = False) -> float:
@@ -89,6 +95,9 @@ def train(
                   ] = None,
     lr_schedule: LrScheduleOption = "constant",
     ema_decay: EmaDecayOption = 0.0,
+    head_init: HeadInitOption = "random",
+    head_init_scale: HeadInitScaleOption = 10.0,
+    label_descriptions: LabelDescriptionsOption = None,
     clip: Annotated[float, typer.Option(help="Per-record gradient clipping norm C.")] = 1.0,
     clipping: Annotated[str, typer.Option(
         help="flat, or group: head and adapters each clipped to C/√2 (same ε).")] = "flat",
@@ -138,7 +147,8 @@ def train(
         delta=None if delta.strip().lower() == "auto" else _number(delta, "--delta"),
         epochs=epochs, batch_size=batch_size, lr=lr,
         lr_schedule=lr_schedule,  # type: ignore[arg-type]
-        ema_decay=ema_decay,
+        ema_decay=ema_decay, head_init=head_init,  # type: ignore[arg-type]
+        head_init_scale=head_init_scale, label_descriptions=label_descriptions,
         clip=clip,
         clipping=clipping,  # type: ignore[arg-type]
         accountant=accountant, thresholds=thresholds,  # type: ignore[arg-type]

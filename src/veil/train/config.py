@@ -50,7 +50,9 @@ _RESUME_KEYS = (
 )
 # options added later: fingerprinted only when not at their default, so checkpoints
 # written before they existed (which ran with the default) still resume
-_RESUME_KEYS_IF_SET: dict[str, Any] = {"lr_schedule": "constant", "ema_decay": 0.0}
+_RESUME_KEYS_IF_SET: dict[str, Any] = {"lr_schedule": "constant", "ema_decay": 0.0,
+                                        "head_init": "random", "head_init_scale": 10.0,
+                                        "label_descriptions": None}
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,9 @@ class TrainConfig:
     lora_targets: tuple[str, ...] = ("query", "value")
     lora_layers: int | None = None
     pooling: Literal["mean", "cls"] = "mean"
+    head_init: Literal["random", "labels"] = "random"
+    head_init_scale: float = 10.0
+    label_descriptions: Path | None = None
     max_length: int | None = None
     coverage: float = 0.99
     long_docs: LongDocs = "truncate"
@@ -175,7 +180,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "data", Path(self.data))
         object.__setattr__(self, "out", Path(self.out))
-        for name in ("val", "test", "ledger"):
+        for name in ("val", "test", "ledger", "label_descriptions"):
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, Path(value))
@@ -231,6 +236,12 @@ class TrainConfig:
             raise bad("pooling", "must be mean or cls")
         if self.lr_schedule not in ("constant", "cosine", "linear"):
             raise bad("lr_schedule", "must be constant, cosine or linear")
+        if self.head_init not in ("random", "labels"):
+            raise bad("head_init", "must be random or labels")
+        if not (math.isfinite(self.head_init_scale) and self.head_init_scale > 0):
+            raise bad("head_init_scale", f"must be > 0, got {self.head_init_scale:g}")
+        if self.label_descriptions is not None and self.head_init != "labels":
+            raise bad("label_descriptions", "needs --head-init labels")
         if not 0.0 <= self.ema_decay < 1.0:
             raise bad("ema_decay", f"must be in [0, 1), got {self.ema_decay:g}")
         if self.clipping not in ("flat", "group"):
@@ -273,7 +284,7 @@ class TrainConfig:
     def fingerprint(self) -> str:
         """SHA-256 of the options that change the trained weights (resume compatibility)."""
         blob = {k: _plain(getattr(self, k)) for k in _RESUME_KEYS}
-        blob.update({k: getattr(self, k) for k, default in _RESUME_KEYS_IF_SET.items()
+        blob.update({k: _plain(getattr(self, k)) for k, default in _RESUME_KEYS_IF_SET.items()
                      if getattr(self, k) != default})
         return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
 

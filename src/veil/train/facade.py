@@ -12,7 +12,7 @@ signatures are kept stable.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,6 +149,7 @@ def train(config: TrainConfig, *,
         if data.val is None and data.test is None:
             raise BadInput("no held-out records: give --val-frac > 0, --val, --test-frac or "
                            "--test")
+        _descriptions(config, data.space.names)  # a bad --label-descriptions file fails here
         ledger = Ledger(config.ledger)
         ledger.check(data.fingerprint, config.epsilon)
         return _train(config, data, ledger, timer, on_epoch_end)
@@ -176,7 +177,9 @@ def _train(config: TrainConfig, data: Any, ledger: Any, timer: Any,
             config.model, len(space.names), adapter=config.adapter,
             multi_label=space.multi_label, pooling=config.pooling, lora_r=config.lora_r,
             lora_alpha=config.alpha, lora_targets=config.lora_targets,
-            lora_layers=config.lora_layers, seed=config.seed)
+            lora_layers=config.lora_layers, seed=config.seed, head_init=config.head_init,
+            head_init_scale=config.head_init_scale, label_names=space.names,
+            descriptions=_descriptions(config, space.names))
     from veil.train.classifier import core
 
     inner = core(model)
@@ -240,6 +243,15 @@ def _train(config: TrainConfig, data: Any, ledger: Any, timer: Any,
          f"-> {config.out}")
     return TrainResult(config.out, out, result, evaluation, split, rule, max_length, n_cut,
                        data.summary(), dict(timer.timings))
+
+
+def _descriptions(config: TrainConfig, labels: Sequence[str]) -> dict[str, list[str]] | None:
+    """The ``--label-descriptions`` file's texts (None: the default templates)."""
+    if config.label_descriptions is None:
+        return None
+    from veil.train.teacher import load_descriptions
+
+    return load_descriptions(config.label_descriptions, labels)
 
 
 def _labelled(model_dir: str | Path, data: str | Path, text_col: str, label_col: str | None,

@@ -14,7 +14,13 @@ import typer
 
 from veil.errors import BadInput
 from veil.progress import console, set_quiet
-from veil.train.cli_options import EmaDecayOption, LrScheduleOption
+from veil.train.cli_options import (
+    EmaDecayOption,
+    HeadInitOption,
+    HeadInitScaleOption,
+    LabelDescriptionsOption,
+    LrScheduleOption,
+)
 
 
 def _int_or(text: str, option: str, word: str) -> int | None:
@@ -51,6 +57,9 @@ def sweep(
     lr: Annotated[float | None, typer.Option(help="Learning rate (default per adapter).")] = None,
     lr_schedule: LrScheduleOption = "constant",
     ema_decay: EmaDecayOption = 0.0,
+    head_init: HeadInitOption = "random",
+    head_init_scale: HeadInitScaleOption = 10.0,
+    label_descriptions: LabelDescriptionsOption = None,
     lora_r: Annotated[int, typer.Option(help="LoRA rank.")] = 8,
     lora_layers: Annotated[str, typer.Option(
         help="Adapt only the top k layers (faster on CPU) or 'all'.")] = "all",
@@ -91,6 +100,8 @@ def sweep(
         label_sep=label_sep, id_col=id_col, top_labels=top_labels, exclude_labels=excluded,
         model=model, epochs=epochs, batch_size=batch_size, lr=lr,
         lr_schedule=lr_schedule, ema_decay=ema_decay, lora_r=lora_r,  # type: ignore[arg-type]
+        head_init=head_init, head_init_scale=head_init_scale,  # type: ignore[arg-type]
+        label_descriptions=label_descriptions,
         lora_layers=_int_or(lora_layers, "--lora-layers", "all"),
         max_length=_int_or(max_length, "--max-length", "auto"), delta=delta, test_frac=test_frac,
         val_frac=val_frac, split_seed=split_seed, seed=seed, epsilon=eps[0], adapter=ads[0],  # type: ignore[arg-type]
