@@ -113,6 +113,9 @@ def test_label_head_init_spends_the_same_epsilon(trained: dict[str, Path], tmp_p
     recipe = json.loads((out / "run.json").read_text())["config"]
     assert (recipe["head_init"], recipe["head_init_scale"]) == ("labels", 20.0)
     assert recipe["label_descriptions"] == str(descriptions)
+    assert "no record read" in labels["extra"]["head_init"]
+    assert plain["extra"]["head_init"] == "random (seeded)"
+    assert "label descriptions" in (out / "model_card.md").read_text()
     assert json.loads((out / "metrics.json").read_text())["weighted_f1"]["value"] > 0.5
 
 

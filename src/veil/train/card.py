@@ -50,6 +50,9 @@ def privacy_report(config: TrainConfig, fit: FitResult, fingerprint: str,
         "sampling": "Poisson" if config.private else "shuffled mini-batches",
         "clipping": ("group: head and adapters each clipped to C/sqrt(2), total norm <= C"
                      if config.clipping == "group" else "flat: whole gradient clipped to C"),
+        "head_init": ("label descriptions embedded by the public base model (no record read; "
+                      f"scale {config.head_init_scale:g})" if config.head_init == "labels"
+                      else "random (seeded)"),
         "covered": f"the released model weights ({TRAINED_WEIGHTS[config.adapter]}), with "
                    "respect to adding or removing one training record",
         "not_covered": list(NOT_COVERED),
@@ -89,7 +92,9 @@ def model_card(config: TrainConfig, report: PrivacyReport, metrics: dict[str, An
         "# veil classifier", "",
         f"Multi-{'label' if data_summary['multi_label'] else 'class'} text classifier "
         f"fine-tuned from `{config.model}` (adapter: {config.adapter}"
-        + (f", LoRA r={config.lora_r}" if config.adapter == "lora" else "") + ").", "",
+        + (f", LoRA r={config.lora_r}" if config.adapter == "lora" else "") + ")"
+        + (", head started from the label descriptions (public; no record read)"
+           if config.head_init == "labels" else "") + ".", "",
         "## Privacy", "", report.statement, "",
         f"- ε = {_fmt(report.epsilon)}, δ = {report.delta:.3g}, accountant: "
         f"{report.accountant or 'none'}, unit: {report.unit}",
