@@ -275,6 +275,11 @@ def test_a_checkpoint_resumes_only_under_the_same_schedule(tmp_path: Path) -> No
     averaged = {d: base.replace(ema_decay=d).fingerprint() for d in (0.0, 0.5, 0.9)}
     assert len(set(averaged.values())) == 3
     assert base.fingerprint() == averaged[0.0]
+    heads = {base.replace(head_init="labels").fingerprint(),
+             base.replace(head_init="labels", head_init_scale=3.0).fingerprint(),
+             base.replace(head_init="labels", label_descriptions=tmp_path / "d.json").fingerprint()}
+    assert len(heads) == 3 and base.fingerprint() not in heads
+    assert base.replace(head_init="random").fingerprint() == base.fingerprint()
 
 
 @pytest.mark.parametrize("epsilon", [3.0, math.inf])

@@ -76,7 +76,7 @@ def load_descriptions(path: str | Path, labels: Sequence[str]) -> dict[str, list
                        path=path)
     unknown = sorted(set(raw) - set(labels))
     if unknown:
-        raise BadInput(f"descriptions for labels not in --labels: {', '.join(unknown)}",
+        raise BadInput(f"descriptions for labels that are not among the labels: {', '.join(unknown)}",
                        path=path)
     out = default_descriptions(labels)
     for label, value in raw.items():
