@@ -104,7 +104,7 @@ def main() -> None:
                         help="release an EMA of the weights with this decay (same ε)")
     parser.add_argument("--head-init", default="random", choices=("random", "labels"),
                         help="labels: start the head from the label descriptions (no ε spent)")
-    parser.add_argument("--head-init-scale", type=float, default=10.0)
+    parser.add_argument("--head-init-scale", type=float, default=30.0)
     parser.add_argument("--out", type=Path, default=Path("/tmp/veil-iu-xray"))
     args = parser.parse_args()
     if not args.data.is_file():

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from veil.errors import BadInput
+from veil.train.config import DEFAULT_HEAD_INIT_SCALE
 
 PREFIX_MODEL_TYPES = ("bert",)
 
@@ -162,7 +163,7 @@ def build_classifier(
     lora_layers: int | None = None,
     seed: int = 0,
     head_init: str = "random",
-    head_init_scale: float = 10.0,
+    head_init_scale: float = DEFAULT_HEAD_INIT_SCALE,
     label_names: Sequence[str] = (),
     descriptions: Mapping[str, Sequence[str]] | None = None,
 ) -> nn.Module:

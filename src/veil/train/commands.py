@@ -22,6 +22,7 @@ from veil.train.cli_options import (
     LabelDescriptionsOption,
     LrScheduleOption,
 )
+from veil.train.config import DEFAULT_HEAD_INIT_SCALE
 
 
 def _number(text: str, option: str, *, allow_inf: bool = False) -> float:
@@ -96,7 +97,7 @@ def train(
     lr_schedule: LrScheduleOption = "constant",
     ema_decay: EmaDecayOption = 0.0,
     head_init: HeadInitOption = "random",
-    head_init_scale: HeadInitScaleOption = 10.0,
+    head_init_scale: HeadInitScaleOption = DEFAULT_HEAD_INIT_SCALE,
     label_descriptions: LabelDescriptionsOption = None,
     clip: Annotated[float, typer.Option(help="Per-record gradient clipping norm C.")] = 1.0,
     clipping: Annotated[str, typer.Option(

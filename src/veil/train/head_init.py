@@ -34,9 +34,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-DEFAULT_HEAD_INIT_SCALE = 10.0
-"""Scale s: logits then move by about ±1 over the usual spread of correlations (≈ 0.07)."""
-
 
 @torch.no_grad()
 def description_embeddings(encoder: Any, tokenizer: Any,

@@ -21,6 +21,7 @@ from veil.train.cli_options import (
     LabelDescriptionsOption,
     LrScheduleOption,
 )
+from veil.train.config import DEFAULT_HEAD_INIT_SCALE
 
 
 def _int_or(text: str, option: str, word: str) -> int | None:
@@ -58,7 +59,7 @@ def sweep(
     lr_schedule: LrScheduleOption = "constant",
     ema_decay: EmaDecayOption = 0.0,
     head_init: HeadInitOption = "random",
-    head_init_scale: HeadInitScaleOption = 10.0,
+    head_init_scale: HeadInitScaleOption = DEFAULT_HEAD_INIT_SCALE,
     label_descriptions: LabelDescriptionsOption = None,
     lora_r: Annotated[int, typer.Option(help="LoRA rank.")] = 8,
     lora_layers: Annotated[str, typer.Option(

@@ -76,8 +76,8 @@ def load_descriptions(path: str | Path, labels: Sequence[str]) -> dict[str, list
                        path=path)
     unknown = sorted(set(raw) - set(labels))
     if unknown:
-        raise BadInput(f"descriptions for labels that are not among the labels: {', '.join(unknown)}",
-                       path=path)
+        raise BadInput("descriptions for labels that are not among the labels: "
+                       + ", ".join(unknown), path=path)
     out = default_descriptions(labels)
     for label, value in raw.items():
         texts = [value] if isinstance(value, str) else value
