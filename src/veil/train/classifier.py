@@ -113,13 +113,18 @@ class EncoderClassifier(nn.Module):
             h = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
                              token_type_ids=token_type_ids,
                              position_ids=position_ids).last_hidden_state
-        if self.pooling == "cls":
-            pooled = h[:, 0]
-        else:
-            m = attention_mask.unsqueeze(-1).to(h.dtype)
-            pooled = (h * m).sum(1) / m.sum(1).clamp(min=1.0)
-        pooled = F.layer_norm(pooled, pooled.shape[-1:])
+        pooled = pool_states(h, attention_mask, self.pooling)
         return SequenceClassifierOutput(logits=self.classifier(self.dropout(pooled)))
+
+
+def pool_states(states: Tensor, attention_mask: Tensor, pooling: str) -> Tensor:
+    """The classifier's document vector: mean over real tokens (or the CLS state), standardised."""
+    if pooling == "cls":
+        pooled = states[:, 0]
+    else:
+        m = attention_mask.unsqueeze(-1).to(states.dtype)
+        pooled = (states * m).sum(1) / m.sum(1).clamp(min=1.0)
+    return F.layer_norm(pooled, pooled.shape[-1:])
 
 
 def core(model: nn.Module) -> EncoderClassifier:

@@ -149,16 +149,17 @@ def train(config: TrainConfig, *,
         if data.val is None and data.test is None:
             raise BadInput("no held-out records: give --val-frac > 0, --val, --test-frac or "
                            "--test")
-        _descriptions(config, data.space.names)  # a bad --label-descriptions file fails here
+        descriptions = _descriptions(config, data.space.names)  # a bad file fails here
         ledger = Ledger(config.ledger)
         ledger.check(data.fingerprint, config.epsilon)
-        return _train(config, data, ledger, timer, on_epoch_end)
+        return _train(config, data, ledger, timer, on_epoch_end, descriptions)
     finally:
         set_quiet(was_quiet)
 
 
 def _train(config: TrainConfig, data: Any, ledger: Any, timer: Any,
-           on_epoch_end: Callable[[int, dict[str, Any]], None] | None) -> TrainResult:
+           on_epoch_end: Callable[[int, dict[str, Any]], None] | None,
+           descriptions: dict[str, list[str]] | None) -> TrainResult:
     from veil.models import load_tokenizer
     from veil.privacy.rng import make_rng
     from veil.train import evaluate as ev
@@ -179,7 +180,7 @@ def _train(config: TrainConfig, data: Any, ledger: Any, timer: Any,
             lora_alpha=config.alpha, lora_targets=config.lora_targets,
             lora_layers=config.lora_layers, seed=config.seed, head_init=config.head_init,
             head_init_scale=config.head_init_scale, label_names=space.names,
-            descriptions=_descriptions(config, space.names))
+            descriptions=descriptions)
     from veil.train.classifier import core
 
     inner = core(model)

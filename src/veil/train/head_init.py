@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from veil.train.classifier import pool_states
+
 
 @torch.no_grad()
 def description_embeddings(encoder: Any, tokenizer: Any,
@@ -51,12 +53,7 @@ def description_embeddings(encoder: Any, tokenizer: Any,
             batch = tokenizer(list(descriptions[label]), padding=True, return_tensors="pt")
             states = encoder(input_ids=batch["input_ids"],
                              attention_mask=batch["attention_mask"]).last_hidden_state
-            if pooling == "cls":
-                pooled = states[:, 0]
-            else:
-                mask = batch["attention_mask"].unsqueeze(-1).to(states.dtype)
-                pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-            pooled = F.layer_norm(pooled, pooled.shape[-1:])
+            pooled = pool_states(states, batch["attention_mask"], pooling)
             rows.append(F.layer_norm(pooled.mean(0), pooled.shape[-1:]))
         return torch.stack(rows)
     finally:
