@@ -54,7 +54,9 @@ def _config(kind: str, eps: float, args: argparse.Namespace, out: Path):  # type
         lr=float(recipe["lr"]),
         lr_schedule=args.lr_schedule or recipe.get("lr_schedule", "constant"),  # type: ignore[arg-type]
         ema_decay=float(recipe.get("ema_decay", 0.0) if args.ema_decay is None else args.ema_decay),
-        lora_r=8, lora_layers=args.lora_layers or None,
+        lora_r=args.lora_r, lora_targets=tuple(args.lora_targets.split(",")),
+        lora_layers=args.lora_layers or None,
+        lora_freeze_a=args.lora_freeze_a and kind == "lora",
         max_length=args.max_length, long_docs="chunk", thresholds="per-label",
         clipping=args.clipping if math.isfinite(eps) else "flat",
         head_init=args.head_init, head_init_scale=args.head_init_scale,
@@ -90,6 +92,10 @@ def main() -> None:
     parser.add_argument("--runs", default="lora:inf,lora:10,lora:1,full:inf")
     parser.add_argument("--model", default="minilm")
     parser.add_argument("--lora-layers", type=int, default=2, help="0: all layers")
+    parser.add_argument("--lora-r", type=int, default=8)
+    parser.add_argument("--lora-targets", default="query,value")
+    parser.add_argument("--lora-freeze-a", action="store_true",
+                        help="FFA-LoRA: LoRA's A stays at its seeded start, B trains")
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true")
@@ -134,6 +140,8 @@ def main() -> None:
             "auroc_macro": m["auroc_macro"], "n_test": m["n_examples"],
             "seconds": round(time.perf_counter() - start, 1),
             "epochs": res.fit.epochs, "lora_layers": args.lora_layers,
+            "lora_r": args.lora_r, "lora_targets": args.lora_targets,
+            "lora_freeze_a": args.lora_freeze_a,
             "max_length": res.max_length, "recipe": config.to_dict(),
         }
         results_path.write_text(json.dumps(results, indent=2, default=str))

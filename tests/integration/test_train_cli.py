@@ -119,6 +119,48 @@ def test_label_head_init_spends_the_same_epsilon(trained: dict[str, Path], tmp_p
     assert json.loads((out / "metrics.json").read_text())["weighted_f1"]["value"] > 0.5
 
 
+def test_lora_freeze_a_trains_b_only_and_spends_the_same_epsilon(
+        trained: dict[str, Path], tmp_path: Path) -> None:
+    """--lora-freeze-a (FFA-LoRA): A stays at the seeded start, B trains, σ/q/steps/ε unchanged."""
+    import torch
+    from safetensors.torch import load_file
+
+    from veil.train.classifier import build_classifier
+
+    out = tmp_path / "ffa"
+    code = run(["train", str(trained["data"]), "--out", str(out), *BASE, "--epsilon", "8",
+                "--epochs", "5", "--test", str(trained["test"]), "--lora-freeze-a"])
+    assert code == 0
+    plain = json.loads((trained["out"] / "privacy.json").read_text())
+    ffa = json.loads((out / "privacy.json").read_text())
+    for key in ("noise_multiplier", "sample_rate", "steps", "clipping_norm", "epsilon"):
+        assert ffa[key] == pytest.approx(plain[key]), key
+    assert ffa["extra"]["lora_freeze_a"] is True and plain["extra"]["lora_freeze_a"] is False
+    assert "read no record" in ffa["extra"]["covered"]
+    assert "FFA-LoRA" in (out / "model_card.md").read_text()
+    saved = {k.replace(".default", ""): v
+             for k, v in load_file(str(out / "adapter" / "adapter_model.safetensors")).items()}
+    start = build_classifier("tiny-bert", 3, lora_layers=1, seed=0)
+    fresh = {n.replace(".default", ""): p.detach() for n, p in start.named_parameters()
+             if "lora_" in n}
+    a_keys = [k for k in fresh if ".lora_A." in k]
+    b_keys = [k for k in fresh if ".lora_B." in k]
+    assert a_keys and b_keys and set(fresh) <= set(saved)
+    for k in a_keys:  # A never moved from the seeded start
+        assert torch.equal(saved[k], fresh[k]), k
+    for k in b_keys:  # B starts at zero and trained
+        assert not torch.any(fresh[k]) and saved[k].abs().sum() > 0, k
+    other = {k.replace(".default", ""): v for k, v in load_file(
+        str(trained["out"] / "adapter" / "adapter_model.safetensors")).items()}
+    assert any(not torch.equal(other[k], fresh[k]) for k in a_keys)  # plain LoRA moves A
+    ev = tmp_path / "again.json"  # the saved A (not a fresh draw) is what predict loads
+    assert run(["evaluate", str(out), str(trained["test"]), "--label-col", "labels",
+                "--label-sep", ";", "--id-col", "id", "--out", str(ev), "--quiet"]) == 0
+    saved_f1 = json.loads((out / "metrics.json").read_text())["weighted_f1"]["value"]
+    assert json.loads(ev.read_text())["weighted_f1"]["value"] == pytest.approx(saved_f1, abs=1e-9)
+    assert saved_f1 > 0.5
+
+
 def test_unknown_label_in_descriptions_exits_2(trained: dict[str, Path], tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     descriptions = tmp_path / "descriptions.json"
@@ -280,6 +322,8 @@ def test_a_checkpoint_resumes_only_under_the_same_schedule(tmp_path: Path) -> No
              base.replace(head_init="labels", label_descriptions=tmp_path / "d.json").fingerprint()}
     assert len(heads) == 3 and base.fingerprint() not in heads
     assert base.replace(head_init="random").fingerprint() == base.fingerprint()
+    assert base.replace(lora_freeze_a=True).fingerprint() != base.fingerprint()
+    assert base.replace(lora_freeze_a=False).fingerprint() == base.fingerprint()
 
 
 @pytest.mark.parametrize("epsilon", [3.0, math.inf])
@@ -447,6 +491,7 @@ BAD = [
     (["--head-init", "zero"], "--head-init"),
     (["--head-init", "labels", "--head-init-scale", "0"], "--head-init-scale"),
     (["--label-descriptions", "d.json"], "needs --head-init labels"),
+    (["--lora-freeze-a", "--adapter", "head"], "needs --adapter lora"),
 ]
 
 

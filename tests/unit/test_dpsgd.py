@@ -100,10 +100,16 @@ def engine_update(model: nn.Module, batch: dict, cfg: DPConfig, task: str) -> li
 
 
 @pytest.mark.parametrize("task", ["single_label", "multi_label"])
-@pytest.mark.parametrize("adapter", ["lora", "head"])
+@pytest.mark.parametrize("adapter", ["lora", "head", "lora-freeze-a"])
 def test_fast_path_equals_naive_per_example_loop(task: str, adapter: str) -> None:
+    from veil.train.classifier import freeze_lora_a
+
     batch = make_batch(6, seed=1, multi_label=task == "multi_label")
-    model = tiny_bert(adapter=adapter, task=task)
+    model = tiny_bert(adapter=adapter.removesuffix("-freeze-a"), task=task)
+    if adapter == "lora-freeze-a":  # FFA-LoRA: only B (and the head) carry gradients
+        assert freeze_lora_a(model) == 4
+        assert not any("lora_A" in n for n, _ in trainable(model))
+        assert any("lora_B" in n for n, _ in trainable(model))
     per_example = naive_grads(model, batch, task)
     norms = sorted(float(torch.sqrt(sum(g.pow(2).sum() for g in gs))) for gs in per_example)
     c = norms[len(norms) // 2]  # about half the examples are clipped

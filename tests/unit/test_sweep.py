@@ -227,7 +227,8 @@ def _cli(args: list[str]) -> int:
 
 @pytest.mark.parametrize("extra", [["--epsilons", "1,x"], ["--epsilons", "0,1"],
                                    ["--seeds", "0"], ["--adapters", "lora,bogus"],
-                                   ["--test-frac", "0"], ["--lora-layers", "some"]])
+                                   ["--test-frac", "0"], ["--lora-layers", "some"],
+                                   ["--adapters", "head", "--lora-freeze-a"]])
 def test_sweep_cli_bad_input_exit_2(tmp_path: Path, extra: list[str]) -> None:
     data = _demo_csv(tmp_path / "demo.csv", n=60)
     args = ["sweep", str(data), "--label-col", "labels", "--label-sep", ";",
@@ -265,3 +266,19 @@ def test_sweep_cli_with_fake_trainer(tmp_path: Path, monkeypatch: pytest.MonkeyP
     captured = capsys.readouterr()
     assert "ε = 4 in total" in (captured.out + captured.err).replace("\n", " ")
     assert (out / "results.md").is_file() and (out / "privacy_utility.png").is_file()
+
+
+def test_sweep_cli_freezes_a_in_lora_runs_only(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import veil.train.sweep as sweep_mod
+
+    fake = FakeTrainer()
+    monkeypatch.setattr(sweep_mod, "facade_trainer", fake)
+    data = _demo_csv(tmp_path / "demo.csv", n=80)
+    args = ["sweep", str(data), "--label-col", "labels", "--label-sep", ";", "--top-labels", "5",
+            "--epsilons", "2", "--seeds", "1", "--adapters", "head,lora", "--lora-freeze-a",
+            "--batch-size", "4", "--no-baseline", "--n-boot", "50", "--quiet",
+            "--out", str(tmp_path / "s")]
+    assert _cli(args) == 0
+    assert sorted((c.adapter, c.lora_freeze_a) for c in fake.calls) == [
+        ("head", False), ("lora", True)]

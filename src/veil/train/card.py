@@ -34,6 +34,13 @@ TRAINED_WEIGHTS = {"lora": "LoRA adapters and classification head",
 """What each ``--adapter`` trains, i.e. which released weights ε covers."""
 
 
+def _trained_weights(config: TrainConfig) -> str:
+    if config.lora_freeze_a:
+        return ("LoRA B matrices and classification head; the A matrices are the seeded "
+                "random start and read no record")
+    return TRAINED_WEIGHTS[config.adapter]
+
+
 def privacy_report(config: TrainConfig, fit: FitResult, fingerprint: str,
                    data_summary: dict[str, Any]) -> PrivacyReport:
     """The run's :class:`PrivacyReport` (unit: record)."""
@@ -50,10 +57,11 @@ def privacy_report(config: TrainConfig, fit: FitResult, fingerprint: str,
         "sampling": "Poisson" if config.private else "shuffled mini-batches",
         "clipping": ("group: head and adapters each clipped to C/sqrt(2), total norm <= C"
                      if config.clipping == "group" else "flat: whole gradient clipped to C"),
+        "lora_freeze_a": config.lora_freeze_a,
         "head_init": ("label descriptions embedded by the public base model (no record read; "
                       f"scale {config.head_init_scale:g})" if config.head_init == "labels"
                       else "random (seeded)"),
-        "covered": f"the released model weights ({TRAINED_WEIGHTS[config.adapter]}), with "
+        "covered": f"the released model weights ({_trained_weights(config)}), with "
                    "respect to adding or removing one training record",
         "not_covered": list(NOT_COVERED),
         "n_validation": data_summary["n_val"],
@@ -92,7 +100,9 @@ def model_card(config: TrainConfig, report: PrivacyReport, metrics: dict[str, An
         "# veil classifier", "",
         f"Multi-{'label' if data_summary['multi_label'] else 'class'} text classifier "
         f"fine-tuned from `{config.model}` (adapter: {config.adapter}"
-        + (f", LoRA r={config.lora_r}" if config.adapter == "lora" else "") + ")"
+        + (f", LoRA r={config.lora_r}" if config.adapter == "lora" else "")
+        + (", A frozen at its seeded random start (FFA-LoRA)" if config.lora_freeze_a else "")
+        + ")"
         + (", head started from the label descriptions (public; no record read)"
            if config.head_init == "labels" else "") + ".", "",
         "## Privacy", "", report.statement, "",

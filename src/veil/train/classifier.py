@@ -166,6 +166,7 @@ def build_classifier(
     lora_alpha: int = 16,
     lora_targets: tuple[str, ...] = ("query", "value"),
     lora_layers: int | None = None,
+    lora_freeze_a: bool = False,
     seed: int = 0,
     head_init: str = "random",
     head_init_scale: float = DEFAULT_HEAD_INIT_SCALE,
@@ -178,7 +179,8 @@ def build_classifier(
     embeddings of the label descriptions (``"labels"``, see :mod:`veil.train.head_init`;
     ``descriptions`` default to the zero-shot teacher's templates over ``label_names``).
     ``start_layer`` is set so that every frozen layer below the first adapted one can
-    be cached (BERT-like encoders).
+    be cached (BERT-like encoders). ``lora_freeze_a`` keeps every ``lora_A`` at its
+    seeded random start (FFA-LoRA): only ``lora_B`` and the head train.
     """
     from veil.models import load_encoder
     from veil.privacy.dpsgd import add_lora
@@ -205,9 +207,23 @@ def build_classifier(
             targets = lora_module_names(encoder, start, lora_targets)
             model = add_lora(model, r=lora_r, alpha=lora_alpha, targets=targets,
                              task=task)  # type: ignore[arg-type]
+            if lora_freeze_a:
+                freeze_lora_a(model)
         else:
             model = add_lora(model, adapter=adapter, task=task)  # type: ignore[arg-type]
     return model
+
+
+def freeze_lora_a(model: nn.Module) -> int:
+    """Stop training every LoRA ``A`` matrix (left at its seeded start); returns how many."""
+    frozen = 0
+    for name, param in model.named_parameters():
+        if ".lora_A." in name and param.requires_grad:
+            param.requires_grad_(False)
+            frozen += 1
+    if frozen == 0:
+        raise ValueError("no trainable lora_A weight to freeze")
+    return frozen
 
 
 def _init_head_from_labels(model: nn.Module, model_name: str, label_names: Sequence[str],

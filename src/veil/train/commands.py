@@ -20,6 +20,7 @@ from veil.train.cli_options import (
     HeadInitOption,
     HeadInitScaleOption,
     LabelDescriptionsOption,
+    LoraFreezeAOption,
     LrScheduleOption,
 )
 from veil.train.config import DEFAULT_HEAD_INIT_SCALE
@@ -78,6 +79,7 @@ def train(
     lora_alpha: Annotated[int | None, typer.Option(help="LoRA alpha (default 2 r).")] = None,
     lora_targets: Annotated[str, typer.Option(help="Linear layers to adapt, comma-separated.")
                             ] = "query,value",
+    lora_freeze_a: LoraFreezeAOption = False,
     lora_layers: Annotated[str, typer.Option(
         help="Adapt only the top k layers (frozen layers below are cached) or 'all'.")] = "all",
     pooling: Annotated[str, typer.Option(help="mean (sentence-transformers) or cls.")] = "mean",
@@ -139,7 +141,7 @@ def train(
         top_labels=top_labels, exclude_labels=_items(exclude_labels) or (), strict=strict,
         val_frac=val_frac, val=val, test_frac=test_frac, test=test, split_seed=split_seed,
         model=model, adapter=adapter, lora_r=lora_r, lora_alpha=lora_alpha,  # type: ignore[arg-type]
-        lora_targets=_items(lora_targets) or ("query", "value"),
+        lora_targets=_items(lora_targets) or ("query", "value"), lora_freeze_a=lora_freeze_a,
         lora_layers=_auto_int(lora_layers, "--lora-layers", "all"),
         pooling=pooling,  # type: ignore[arg-type]
         max_length=_auto_int(max_length, "--max-length", "auto"),

@@ -57,7 +57,7 @@ _RESUME_KEYS = (
 _RESUME_KEYS_IF_SET: dict[str, Any] = {"lr_schedule": "constant", "ema_decay": 0.0,
                                         "head_init": "random",
                                         "head_init_scale": DEFAULT_HEAD_INIT_SCALE,
-                                        "label_descriptions": None}
+                                        "label_descriptions": None, "lora_freeze_a": False}
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,9 @@ class TrainConfig:
         adapter: "lora" (LoRA adapters + head), "head" (head only) or "full".
         lora_r, lora_alpha: LoRA rank and alpha (alpha default 2r).
         lora_targets: Linear modules to adapt (default query,value).
+        lora_freeze_a: keep LoRA's A matrices at their seeded random start and train B
+            only (FFA-LoRA, Sun et al. 2024): half the noised coordinates and no product
+            of two noised matrices. A reads no record, so ε is unchanged.
         lora_layers: adapt only the top k transformer layers (None: all); the frozen
             layers below are computed once and cached, which is much faster on CPU.
         pooling: "mean" (sentence-transformers' native pooling) or "cls".
@@ -153,6 +156,7 @@ class TrainConfig:
     lora_r: int = 8
     lora_alpha: int | None = None
     lora_targets: tuple[str, ...] = ("query", "value")
+    lora_freeze_a: bool = False
     lora_layers: int | None = None
     pooling: Literal["mean", "cls"] = "mean"
     head_init: Literal["random", "labels"] = "random"
@@ -245,6 +249,8 @@ class TrainConfig:
             raise bad("head_init", "must be random or labels")
         if not (math.isfinite(self.head_init_scale) and self.head_init_scale > 0):
             raise bad("head_init_scale", f"must be > 0, got {self.head_init_scale:g}")
+        if self.lora_freeze_a and self.adapter != "lora":
+            raise bad("lora_freeze_a", "needs --adapter lora")
         if self.label_descriptions is not None and self.head_init != "labels":
             raise bad("label_descriptions", "needs --head-init labels")
         if not 0.0 <= self.ema_decay < 1.0:

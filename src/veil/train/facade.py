@@ -178,7 +178,8 @@ def _train(config: TrainConfig, data: Any, ledger: Any, timer: Any,
             config.model, len(space.names), adapter=config.adapter,
             multi_label=space.multi_label, pooling=config.pooling, lora_r=config.lora_r,
             lora_alpha=config.alpha, lora_targets=config.lora_targets,
-            lora_layers=config.lora_layers, seed=config.seed, head_init=config.head_init,
+            lora_layers=config.lora_layers, lora_freeze_a=config.lora_freeze_a,
+            seed=config.seed, head_init=config.head_init,
             head_init_scale=config.head_init_scale, label_names=space.names,
             descriptions=descriptions)
     from veil.train.classifier import core

@@ -39,7 +39,7 @@ def write_release(config: TrainConfig, model: Any, tokenizer: Any, data: Any, fi
         "labels": list(data.space.names), "multi_label": data.space.multi_label,
         "max_length": max_length, "long_docs": config.long_docs,
         "chunk_pool": config.chunk_pool, "lora_r": config.lora_r,
-        "lora_layers": config.lora_layers,
+        "lora_layers": config.lora_layers, "lora_freeze_a": config.lora_freeze_a,
     }
     with atomic_output(config.out) as tmp:
         tmp.mkdir(parents=True)

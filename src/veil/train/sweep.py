@@ -328,6 +328,7 @@ def run_sweep(
 
 def _config(base: TrainConfig, p: GridPoint, out: Path) -> TrainConfig:
     return base.replace(epsilon=p.epsilon, adapter=p.adapter, seed=p.seed,
+                        lora_freeze_a=base.lora_freeze_a and p.adapter == "lora",
                         out=out / "runs" / p.name, resume=True)
 
 

@@ -19,6 +19,7 @@ from veil.train.cli_options import (
     HeadInitOption,
     HeadInitScaleOption,
     LabelDescriptionsOption,
+    LoraFreezeAOption,
     LrScheduleOption,
 )
 from veil.train.config import DEFAULT_HEAD_INIT_SCALE
@@ -62,6 +63,7 @@ def sweep(
     head_init_scale: HeadInitScaleOption = DEFAULT_HEAD_INIT_SCALE,
     label_descriptions: LabelDescriptionsOption = None,
     lora_r: Annotated[int, typer.Option(help="LoRA rank.")] = 8,
+    lora_freeze_a: LoraFreezeAOption = False,
     lora_layers: Annotated[str, typer.Option(
         help="Adapt only the top k layers (faster on CPU) or 'all'.")] = "all",
     max_length: Annotated[str, typer.Option(help="Tokens per window, or 'auto'.")] = "auto",
@@ -95,17 +97,21 @@ def sweep(
     eps = parse_epsilons(epsilons)
     ads = parse_adapters(adapters)
     points = grid(eps, ads, seeds, seed)
+    if lora_freeze_a and "lora" not in ads:
+        raise BadInput("--lora-freeze-a needs lora among --adapters")
     excluded = tuple(p.strip() for p in (exclude_labels or "").split(",") if p.strip())
     base = TrainConfig(
         data=data, out=out / "runs", text_col=text_col, label_col=label_col,
         label_sep=label_sep, id_col=id_col, top_labels=top_labels, exclude_labels=excluded,
         model=model, epochs=epochs, batch_size=batch_size, lr=lr,
         lr_schedule=lr_schedule, ema_decay=ema_decay, lora_r=lora_r,  # type: ignore[arg-type]
+        lora_freeze_a=lora_freeze_a,
         head_init=head_init, head_init_scale=head_init_scale,  # type: ignore[arg-type]
         label_descriptions=label_descriptions,
         lora_layers=_int_or(lora_layers, "--lora-layers", "all"),
         max_length=_int_or(max_length, "--max-length", "auto"), delta=delta, test_frac=test_frac,
-        val_frac=val_frac, split_seed=split_seed, seed=seed, epsilon=eps[0], adapter=ads[0],  # type: ignore[arg-type]
+        val_frac=val_frac, split_seed=split_seed, seed=seed, epsilon=eps[0],
+        adapter="lora" if lora_freeze_a else ads[0],  # type: ignore[arg-type]
         ledger=ledger, quiet=quiet)
     console.print(f"sweep: {len(points)} runs ({len(ads)} adapter(s) × {len(eps)} ε × "
                   f"{seeds} seed(s)); DP runs spend ε = {total_epsilon(points):g} in total on "
