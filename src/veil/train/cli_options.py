@@ -18,6 +18,6 @@ HeadInitScaleOption = Annotated[float, typer.Option(
     help="Scale s of the labels head initialisation (logit = s × centred correlation).")]
 LoraFreezeAOption = Annotated[bool, typer.Option(
     help="FFA-LoRA: keep LoRA's A at its seeded random start; train B and the head "
-         "(half the noised weights; same ε).")]
+         "(half the noised LoRA weights; same ε).")]
 LabelDescriptionsOption = Annotated[Path | None, typer.Option(
     help="JSON {label: text or [texts]} for --head-init labels (default templates).")]
