@@ -89,7 +89,7 @@ class TrainConfig:
         lora_r, lora_alpha: LoRA rank and alpha (alpha default 2r).
         lora_targets: Linear modules to adapt (default query,value).
         lora_freeze_a: keep LoRA's A matrices at their seeded random start and train B
-            only (FFA-LoRA, Sun et al. 2024): half the noised coordinates and no product
+            only (FFA-LoRA, Sun et al. 2024): half the noised LoRA coordinates and no product
             of two noised matrices. A reads no record, so ε is unchanged.
         lora_layers: adapt only the top k transformer layers (None: all); the frozen
             layers below are computed once and cached, which is much faster on CPU.
