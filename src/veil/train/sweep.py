@@ -290,6 +290,8 @@ def run_sweep(
     if not base.test_frac > 0 and base.test is None:
         raise BadInput("--test-frac must be > 0: the sweep compares runs on a held-out test split")
     points = grid(epsilons, adapters, seeds, base.seed)
+    if base.lora_freeze_a and "lora" not in adapters:
+        raise BadInput("--lora-freeze-a needs lora among --adapters")
     split_seed = base.seed if base.split_seed is None else base.split_seed
     base = base.replace(split_seed=split_seed)
     run = trainer if trainer is not None else facade_trainer

@@ -97,8 +97,6 @@ def sweep(
     eps = parse_epsilons(epsilons)
     ads = parse_adapters(adapters)
     points = grid(eps, ads, seeds, seed)
-    if lora_freeze_a and "lora" not in ads:
-        raise BadInput("--lora-freeze-a needs lora among --adapters")
     excluded = tuple(p.strip() for p in (exclude_labels or "").split(",") if p.strip())
     base = TrainConfig(
         data=data, out=out / "runs", text_col=text_col, label_col=label_col,
@@ -111,6 +109,7 @@ def sweep(
         lora_layers=_int_or(lora_layers, "--lora-layers", "all"),
         max_length=_int_or(max_length, "--max-length", "auto"), delta=delta, test_frac=test_frac,
         val_frac=val_frac, split_seed=split_seed, seed=seed, epsilon=eps[0],
+        # a placeholder: each run sets its own adapter (and drops --lora-freeze-a if not lora)
         adapter="lora" if lora_freeze_a else ads[0],  # type: ignore[arg-type]
         ledger=ledger, quiet=quiet)
     console.print(f"sweep: {len(points)} runs ({len(ads)} adapter(s) × {len(eps)} ε × "
