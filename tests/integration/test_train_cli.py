@@ -492,6 +492,10 @@ BAD = [
     (["--head-init", "labels", "--head-init-scale", "0"], "--head-init-scale"),
     (["--label-descriptions", "d.json"], "needs --head-init labels"),
     (["--lora-freeze-a", "--adapter", "head"], "needs --adapter lora"),
+    (["--adapter", "evidence", "--head-init", "labels"], "--head-init"),
+    (["--adapter", "evidence", "--merge"], "--merge"),
+    (["--adapter", "evidence", "--clipping", "group"], "clipping"),
+    (["--adapter", "nope"], "--adapter"),
 ]
 
 

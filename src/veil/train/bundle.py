@@ -6,7 +6,8 @@ Layout (inside the run's output folder)::
     labels.json         the label names, in output order, and the task
     thresholds.json     the decision rule tuned on the validation split
     adapter/            PEFT ``save_pretrained`` output: LoRA weights + head (--adapter lora)
-    head.safetensors    the head (--adapter head)
+    head.safetensors    the head (--adapter head), or the per-label weights (--adapter evidence)
+    evidence.json       the label-evidence feature map: descriptions, terms, negation rules
     model/              the whole fine-tuned encoder + head + tokenizer (--adapter full)
     merged/             LoRA folded into the encoder + head + tokenizer (--merge)
 
@@ -47,17 +48,25 @@ def _save_encoder(model: EncoderClassifier, folder: Path, tokenizer: Any) -> Non
 
 
 def save_model(model: nn.Module, folder: Path, meta: dict[str, Any], tokenizer: Any,
-               thresholds: dict[str, Any], *, merge: bool = False) -> None:
+               thresholds: dict[str, Any], *, merge: bool = False,
+               evidence: dict[str, Any] | None = None) -> None:
     """Write the model files of a trained classifier into ``folder`` (which exists)."""
     adapter = meta["adapter"]
-    inner = core(model)
-    if adapter == "lora":
+    if adapter == "evidence":
+        from safetensors.torch import save_file
+
+        if evidence is None:
+            raise ValueError("an evidence model needs its feature map's spec")
+        save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()},
+                  str(folder / "head.safetensors"))
+        write_json(folder / "evidence.json", evidence)
+    elif adapter == "lora":
         model.save_pretrained(str(folder / "adapter"))  # type: ignore[operator]
     elif adapter == "head":
-        _save_head(inner, folder / "head.safetensors")
+        _save_head(core(model), folder / "head.safetensors")
     else:
-        _save_encoder(inner, folder / "model", tokenizer)
-    if merge and adapter == "lora":
+        _save_encoder(core(model), folder / "model", tokenizer)
+    if merge and adapter == "lora":  # (evidence: nothing to merge)
         import copy
 
         merged = copy.deepcopy(model).merge_and_unload()  # type: ignore[operator]
@@ -102,6 +111,40 @@ class LoadedModel:
         return decide(probs, self.thresholds, self.labels)
 
 
+@dataclass
+class LoadedEvidenceModel(LoadedModel):
+    """A saved ``--adapter evidence`` classifier: features from its own spec, then the model."""
+
+    evidence: Any = None
+
+    def scores(self, texts: list[str], batch_size: int = 64) -> tuple[np.ndarray, int]:
+        """Probabilities (n, L) and the number of documents embedded in several windows."""
+        from veil.train.evidence_pipeline import probabilities
+
+        x = self.evidence.features(texts)
+        return probabilities(self.model, x, self.multi_label), int(self.evidence.n_windowed)
+
+
+def _load_evidence(folder: Path, meta: dict[str, Any], thresholds: dict[str, Any]
+                   ) -> LoadedEvidenceModel:
+    from safetensors.torch import load_file
+
+    from veil.train.evidence import FORMAT as EVIDENCE_FORMAT
+    from veil.train.evidence_pipeline import build
+
+    spec = _read_json(folder / "evidence.json")
+    if not isinstance(spec, dict) or spec.get("format") != EVIDENCE_FORMAT:
+        raise BadInput("not a veil model folder (evidence.json format)", path=folder)
+    evidence, model = build(meta["labels"], spec["descriptions"], meta["base_model"],
+                            bool(meta["multi_label"]))
+    if evidence.terms != spec["terms"]:
+        raise BadInput("evidence.json was written with another stemmer or vocabulary rule; "
+                       "retrain with this veil version", path=folder)
+    model.load_state_dict(load_file(str(folder / "head.safetensors")))
+    model.eval()
+    return LoadedEvidenceModel(model, None, meta, thresholds, folder, evidence)
+
+
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -122,6 +165,8 @@ def load_model(folder: str | Path) -> LoadedModel:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise BadInput("not a veil model folder (veil_model.json format)", path=folder)
     thresholds = _read_json(folder / "thresholds.json")
+    if meta["adapter"] == "evidence":
+        return _load_evidence(folder, meta, thresholds)
     n_labels = len(meta["labels"])
     if meta["adapter"] == "full":
         base: str = str(folder / "model")

@@ -30,7 +30,10 @@ NOT_COVERED = (
 
 TRAINED_WEIGHTS = {"lora": "LoRA adapters and classification head",
                    "head": "classification head; the encoder is the public base model",
-                   "full": "every encoder weight and the classification head"}
+                   "full": "every encoder weight and the classification head",
+                   "evidence": "per-label weights over label-evidence features (description "
+                               "terms with negation, sentence similarity); the encoder is the "
+                               "public base model and the features read no other record"}
 """What each ``--adapter`` trains, i.e. which released weights ε covers."""
 
 
@@ -104,7 +107,9 @@ def model_card(config: TrainConfig, report: PrivacyReport, metrics: dict[str, An
         + (", A frozen at its seeded random start (FFA-LoRA)" if config.lora_freeze_a else "")
         + ")"
         + (", head started from the label descriptions (public; no record read)"
-           if config.head_init == "labels" else "") + ".", "",
+           if config.head_init == "labels" else "")
+        + (", features from the label descriptions (public; each built from one record)"
+           if config.adapter == "evidence" else "") + ".", "",
         "## Privacy", "", report.statement, "",
         f"- ε = {_fmt(report.epsilon)}, δ = {report.delta:.3g}, accountant: "
         f"{report.accountant or 'none'}, unit: {report.unit}",
@@ -116,13 +121,18 @@ def model_card(config: TrainConfig, report: PrivacyReport, metrics: dict[str, An
                   f"- RDP figure for the same run: ε = {_fmt(report.extra.get('epsilon_rdp'))}"]
     window_note = ("cut" if config.long_docs == "truncate"
                    else "first window used in training, all windows at prediction")
+    window_line = (f"- window: {max_length} tokens; {n_cut} training documents were longer "
+                   f"({window_note})")
+    if config.adapter == "evidence":
+        window_line = (f"- sentences are embedded in windows of {max_length} tokens; "
+                       f"{n_cut} training documents had a longer sentence (embedded in "
+                       "several windows, nothing cut)")
     lines += ["", "## Data", "",
               f"- training records: {data_summary['n_train']}, validation: "
               f"{data_summary['n_val']}, test: {data_summary['n_test']}",
               f"- labels ({len(data_summary['labels'])}): "
               + ", ".join(data_summary["labels"]),
-              f"- window: {max_length} tokens; {n_cut} training documents were longer "
-              f"({window_note})",
+              window_line,
               "", f"## Results ({eval_split} split, 95% bootstrap CI)", "",
               "| metric | value | 95% CI |", "|---|---|---|"]
     for key in ("weighted_f1", "micro_f1", "macro_f1", "auroc_macro"):

@@ -20,4 +20,5 @@ LoraFreezeAOption = Annotated[bool, typer.Option(
     help="FFA-LoRA: keep LoRA's A at its seeded random start; train B and the head "
          "(half the noised LoRA weights; same ε).")]
 LabelDescriptionsOption = Annotated[Path | None, typer.Option(
-    help="JSON {label: text or [texts]} for --head-init labels (default templates).")]
+    help="JSON {label: text or [texts]}: public descriptions for --head-init labels and "
+         "--adapter evidence (default: templates around the label name).")]

@@ -74,7 +74,9 @@ def train(
                       ] = False,
     model: Annotated[str, typer.Option(help="Encoder: minilm, tiny-bert, ... or a local folder.")
                      ] = "minilm",
-    adapter: Annotated[str, typer.Option(help="lora (adapters + head), head, or full.")] = "lora",
+    adapter: Annotated[str, typer.Option(
+        help="lora (adapters + head), head, full, or evidence (per-label models over "
+             "description evidence; best under tight DP on small data).")] = "lora",
     lora_r: Annotated[int, typer.Option(help="LoRA rank.")] = 8,
     lora_alpha: Annotated[int | None, typer.Option(help="LoRA alpha (default 2 r).")] = None,
     lora_targets: Annotated[str, typer.Option(help="Linear layers to adapt, comma-separated.")

@@ -24,13 +24,13 @@ from typing import Any, Literal
 from veil.errors import BadInput
 
 Task = Literal["auto", "multi-label", "multi-class"]
-Adapter = Literal["lora", "head", "full"]
+Adapter = Literal["lora", "head", "full", "evidence"]
 Thresholds = Literal["global", "per-label", "fixed"]
 LongDocs = Literal["truncate", "chunk"]
 ChunkPool = Literal["mean", "max"]
 LrSchedule = Literal["constant", "cosine", "linear"]
 
-DEFAULT_LR = {"lora": 1e-2, "head": 3e-2, "full": 5e-5}
+DEFAULT_LR = {"lora": 1e-2, "head": 3e-2, "full": 5e-5, "evidence": 1e-1}
 """AdamW learning rates per adapter under DP-SGD when ``lr`` is not given.
 
 DP needs larger steps than plain training: each step's update is a noisy average
@@ -41,7 +41,7 @@ DEFAULT_HEAD_INIT_SCALE = 30.0
 """``--head-init labels`` scale s: initial logits spread by about ±2 over the usual spread of
 document–description correlations (≈ 0.07); chosen on IU X-ray validation loss (10, 30, 100)."""
 
-DEFAULT_LR_NONPRIVATE = {"lora": 1e-3, "head": 1e-2, "full": 5e-5}
+DEFAULT_LR_NONPRIVATE = {"lora": 1e-3, "head": 1e-2, "full": 5e-5, "evidence": 3e-2}
 """AdamW learning rates per adapter for ``epsilon = inf`` when ``lr`` is not given."""
 
 # options that change the trained weights; a checkpoint is only resumed if they all agree
@@ -85,7 +85,9 @@ class TrainConfig:
         test: a separate test file.
         split_seed: seed of the train/val/test split (default: ``seed``).
         model: registry name (minilm, tiny-bert, ...) or local model folder.
-        adapter: "lora" (LoRA adapters + head), "head" (head only) or "full".
+        adapter: "lora" (LoRA adapters + head), "head" (head only), "full", or
+            "evidence" (per-label linear models over label-evidence features built from
+            the label descriptions and the frozen public encoder; :mod:`veil.train.evidence`).
         lora_r, lora_alpha: LoRA rank and alpha (alpha default 2r).
         lora_targets: Linear modules to adapt (default query,value).
         lora_freeze_a: keep LoRA's A matrices at their seeded random start and train B
@@ -234,7 +236,7 @@ class TrainConfig:
         if self.task not in ("auto", "multi-label", "multi-class"):
             raise bad("task", "must be auto, multi-label or multi-class")
         if self.adapter not in DEFAULT_LR:
-            raise bad("adapter", "must be lora, head or full")
+            raise bad("adapter", "must be lora, head, full or evidence")
         if self.thresholds not in ("global", "per-label", "fixed"):
             raise bad("thresholds", "must be global, per-label or fixed")
         if self.long_docs not in ("truncate", "chunk"):
@@ -251,13 +253,19 @@ class TrainConfig:
             raise bad("head_init_scale", f"must be > 0, got {self.head_init_scale:g}")
         if self.lora_freeze_a and self.adapter != "lora":
             raise bad("lora_freeze_a", "needs --adapter lora")
-        if self.label_descriptions is not None and self.head_init != "labels":
-            raise bad("label_descriptions", "needs --head-init labels")
+        if (self.label_descriptions is not None and self.head_init != "labels"
+                and self.adapter != "evidence"):
+            raise bad("label_descriptions", "needs --head-init labels or --adapter evidence")
+        if self.adapter == "evidence" and self.head_init != "random":
+            raise bad("head_init", "does not apply to --adapter evidence (its weights start "
+                      "at zero)")
+        if self.adapter == "evidence" and self.merge:
+            raise bad("merge", "does not apply to --adapter evidence")
         if not 0.0 <= self.ema_decay < 1.0:
             raise bad("ema_decay", f"must be in [0, 1), got {self.ema_decay:g}")
         if self.clipping not in ("flat", "group"):
             raise bad("clipping", "must be flat or group")
-        if self.clipping == "group" and self.adapter == "full":
+        if self.clipping == "group" and self.adapter in ("full", "evidence"):
             raise bad("clipping", "group needs --adapter lora or head")
         if self.accountant not in ("prv", "rdp"):
             raise bad("accountant", "must be prv or rdp")

@@ -84,16 +84,24 @@ def decide(probs: np.ndarray, rule: dict[str, Any], labels: Sequence[str]) -> np
 
 def validator(enc: Any, y: np.ndarray, multi_label: bool, pool: str
               ) -> Callable[[Any], dict[str, float]]:
+    """Per-epoch validation figures of a transformer classifier on encoded windows ``enc``."""
+    from veil.train.features import score
+
+    return validator_for(lambda model: score(model, enc, multi_label, pool), y, multi_label)
+
+
+def validator_for(probabilities: Callable[[Any], np.ndarray], y: np.ndarray, multi_label: bool
+                  ) -> Callable[[Any], dict[str, float]]:
     """Per-epoch validation figures for the curve: mean loss and weighted F1 at 0.5 / arg-max.
 
-    The loss is the mean BCE per label (multi-label) or the mean cross-entropy.
-    These are statistics of the validation records (not covered by ε).
+    ``probabilities(model)`` scores the validation records. The loss is the mean BCE
+    per label (multi-label) or the mean cross-entropy. These are statistics of the
+    validation records (not covered by ε).
     """
-    from veil.train.features import score
     from veil.train.metrics import _f1
 
     def validate(model: Any) -> dict[str, float]:
-        probs = score(model, enc, multi_label, pool)
+        probs = probabilities(model)
         p = np.clip(probs, 1e-7, 1 - 1e-7)
         if multi_label:
             yy = y.astype(float)

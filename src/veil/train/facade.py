@@ -152,6 +152,12 @@ def train(config: TrainConfig, *,
         descriptions = _descriptions(config, data.space.names)  # a bad file fails here
         ledger = Ledger(config.ledger)
         ledger.check(data.fingerprint, config.epsilon)
+        if config.adapter == "evidence":
+            from veil.train.evidence_pipeline import train_evidence
+
+            result: TrainResult = train_evidence(config, data, ledger, timer, on_epoch_end,
+                                                 descriptions)
+            return result
         return _train(config, data, ledger, timer, on_epoch_end, descriptions)
     finally:
         set_quiet(was_quiet)
@@ -248,7 +254,7 @@ def _train(config: TrainConfig, data: Any, ledger: Any, timer: Any,
 
 
 def _descriptions(config: TrainConfig, labels: Sequence[str]) -> dict[str, list[str]] | None:
-    """The ``--label-descriptions`` file's texts (None: the default templates)."""
+    """The ``--label-descriptions`` file's texts (None: none given)."""
     if config.label_descriptions is None:
         return None
     from veil.train.teacher import load_descriptions

@@ -81,9 +81,16 @@ def record_loss(multi_label: bool) -> LossFn:
 
 
 def collate(items: list[Example]) -> dict[str, Tensor]:
-    """Pad a list of ``(window ids | cached states, target)`` into a batch."""
+    """Batch ``(window ids | cached states | {name: fixed-size tensor}, target)`` pairs.
+
+    Windows and cached states are right-padded; mappings of fixed-size tensors
+    (the evidence adapter's feature rows) are stacked.
+    """
     xs = [x for x, _ in items]
-    batch = pad_states(xs) if isinstance(xs[0], Tensor) else pad(xs)
+    if isinstance(xs[0], Mapping):
+        batch = {k: torch.stack([x[k] for x in xs]) for k in xs[0]}
+    else:
+        batch = pad_states(xs) if isinstance(xs[0], Tensor) else pad(xs)
     batch["labels"] = torch.stack([torch.as_tensor(y) for _, y in items])
     return batch
 
@@ -99,9 +106,11 @@ def split_by_length(batch: Any, size: int = MICRO_BATCH) -> Any:
 
     Each micro-batch is cut to its own longest example (right padding only), so
     no real token is dropped; the DP step's clipped sum is unchanged. Batches of
-    at most ``size`` examples (and Opacus's empty ``[]``) are returned as they are.
+    at most ``size`` examples, batches without sequences (fixed-size feature rows)
+    and Opacus's empty ``[]`` are returned as they are.
     """
-    if not isinstance(batch, Mapping) or int(batch["labels"].shape[0]) <= size:
+    if (not isinstance(batch, Mapping) or int(batch["labels"].shape[0]) <= size
+            or "attention_mask" not in batch):
         return batch
     unknown = set(batch) - set(SEQUENCE_KEYS) - {"labels"}
     if unknown:

@@ -23,8 +23,12 @@ from veil.train.loop import FitResult
 
 def write_release(config: TrainConfig, model: Any, tokenizer: Any, data: Any, fit: FitResult,
                   evaluation: Any, thresholds: dict[str, Any], ledger: Any, *,
-                  max_length: int, n_cut: int, timer: Timer) -> PrivacyReport:
+                  max_length: int, n_cut: int, timer: Timer,
+                  evidence: dict[str, Any] | None = None) -> PrivacyReport:
     """Build ``config.out`` (model files, JSON reports, card, curve, run.json) and release it.
+
+    ``evidence`` is the feature map's spec of an ``--adapter evidence`` model (its
+    ``tokenizer`` is None: the public encoder is rebuilt from ``config.model``).
 
     Returns:
         The privacy report written to ``privacy.json``.
@@ -43,7 +47,7 @@ def write_release(config: TrainConfig, model: Any, tokenizer: Any, data: Any, fi
     }
     with atomic_output(config.out) as tmp:
         tmp.mkdir(parents=True)
-        save_model(model, tmp, meta, tokenizer, thresholds, merge=config.merge)
+        save_model(model, tmp, meta, tokenizer, thresholds, merge=config.merge, evidence=evidence)
         report.write(tmp / "privacy.json")
         write_json(tmp / "metrics.json", evaluation.metrics)
         (tmp / "model_card.md").write_text(

@@ -129,11 +129,11 @@ def parse_adapters(spec: str) -> tuple[str, ...]:
     """
     items = [p.strip() for p in spec.split(",") if p.strip()]
     if not items:
-        raise BadInput("--adapters is empty; choose from lora, head, full")
+        raise BadInput("--adapters is empty; choose from lora, head, full, evidence")
     unknown = [a for a in items if a not in DEFAULT_LR]
     if unknown:
         raise BadInput(f"--adapters: unknown adapter(s) {', '.join(unknown)}; "
-                       "choose from lora, head, full")
+                       "choose from lora, head, full, evidence")
     if len(set(items)) != len(items):
         raise BadInput("--adapters lists an adapter more than once")
     return tuple(items)

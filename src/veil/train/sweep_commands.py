@@ -53,7 +53,8 @@ def sweep(
         help="ε values per training record, comma-separated; inf = non-private.")
     ] = "0.01,0.1,1,10,inf",
     seeds: Annotated[int, typer.Option(help="Training seeds per cell (the split is fixed).")] = 3,
-    adapters: Annotated[str, typer.Option(help="Comma-separated: lora, head, full.")] = "lora",
+    adapters: Annotated[str, typer.Option(
+        help="Comma-separated: lora, head, full, evidence.")] = "lora",
     epochs: Annotated[int, typer.Option(help="Epochs per run.")] = 5,
     batch_size: Annotated[int, typer.Option(help="(Expected) batch size.")] = 64,
     lr: Annotated[float | None, typer.Option(help="Learning rate (default per adapter).")] = None,

@@ -1,0 +1,113 @@
+"""``veil train --adapter evidence``: features once, then the shared DP-SGD loop and release.
+
+The features (:mod:`veil.train.evidence`) are computed once per record with the
+public encoder; the per-label model (:mod:`veil.train.evidence_model`) then
+trains through :func:`veil.train.loop.fit` exactly like the other adapters
+(Poisson sampling, per-record clipping, calibrated noise, checkpoints, ledger),
+so ε means the same thing: record-level (ε, δ)-DP of the released weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from veil.progress import info
+from veil.train.config import TrainConfig
+from veil.train.evidence import LabelEvidence
+from veil.train.evidence_model import EvidenceClassifier
+
+
+def build(labels: Sequence[str], descriptions: dict[str, list[str]] | None, model: str,
+          multi_label: bool) -> tuple[LabelEvidence, EvidenceClassifier]:
+    """The feature map (over the public encoder ``model``) and an untrained classifier."""
+    from veil.models import load_sentence_encoder
+
+    evidence = LabelEvidence(labels, descriptions, load_sentence_encoder(model))
+    return evidence, EvidenceClassifier(evidence.blocks(), evidence.n_features, multi_label)
+
+
+@torch.no_grad()
+def probabilities(model: nn.Module, features: np.ndarray, multi_label: bool,
+                  batch_size: int = 4096) -> np.ndarray:
+    """Sigmoid (multi-label) or softmax probabilities ``(n, L)`` for feature rows."""
+    was = model.training
+    model.eval()
+    try:
+        out = []
+        for s in range(0, len(features), batch_size):
+            logits = model(torch.as_tensor(features[s:s + batch_size])).logits
+            out.append(torch.sigmoid(logits) if multi_label else torch.softmax(logits, -1))
+        n_labels = int(getattr(model, "n_labels", 0))
+        return torch.cat(out).numpy() if out else np.zeros((0, n_labels), dtype=np.float32)
+    finally:
+        model.train(was)
+
+
+def train_evidence(config: TrainConfig, data: Any, ledger: Any, timer: Any,
+                   on_epoch_end: Callable[[int, dict[str, Any]], None] | None,
+                   descriptions: dict[str, list[str]] | None) -> Any:
+    """Train and release an evidence classifier; returns a :class:`TrainResult`."""
+    from veil.privacy.rng import make_rng
+    from veil.train import evaluate as ev
+    from veil.train.checkpoint import Checkpointer
+    from veil.train.facade import EvalResult, TrainResult
+    from veil.train.loop import fit, targets
+    from veil.train.metrics import classification_metrics
+    from veil.train.release import write_release
+
+    space = data.space
+    multi = space.multi_label
+    with timer("model"):
+        evidence, model = build(space.names, descriptions, config.model, multi)
+    with timer("encode"):
+        x_train = evidence.features(data.train.texts)
+        n_windowed = evidence.n_windowed
+        held = {name: evidence.features(part.texts)
+                for name, part in (("validation", data.val), ("test", data.test))
+                if part is not None}
+    info(f"label evidence: {evidence.n_terms} terms, {evidence.n_descriptions} descriptions, "
+         f"{sum(p.numel() for p in model.parameters())} weights; {n_windowed} training "
+         "documents have a sentence longer than the encoder window (embedded in windows)")
+    examples = [({"features": torch.from_numpy(row)}, y)
+                for row, y in zip(x_train, targets(data.train.y), strict=True)]
+    validate = None
+    if data.val is not None:
+        x_val = held["validation"]
+        validate = ev.validator_for(lambda m: probabilities(m, x_val, multi), data.val.y, multi)
+    checkpointer = Checkpointer(config.out, config.fingerprint(), data.fingerprint)
+    with timer("train"):
+        result = fit(model, examples, config, validate=validate, checkpointer=checkpointer,
+                     on_epoch_end=on_epoch_end)
+    with timer("evaluate"):
+        if data.val is not None:
+            rule = ev.tune_thresholds(probabilities(model, held["validation"], multi),
+                                      space.onehot(data.val.y), space.names, config.thresholds,
+                                      multi)
+        else:
+            rule = ev.tune_thresholds(np.zeros((0, len(space.names))), np.zeros((0, 0)),
+                                      space.names, "fixed", multi)
+        split = "test" if data.test is not None else "validation"
+        part = data.test if data.test is not None else data.val
+        probs = probabilities(model, held[split], multi)
+        y_true = space.onehot(part.y)
+        y_pred = ev.decide(probs, rule, space.names)
+        metrics = classification_metrics(y_true, y_pred, probs, space.names,
+                                         make_rng(config.seed), multi_label=multi,
+                                         n_boot=config.n_boot)
+        metrics["split"] = split
+    evaluation = EvalResult(metrics, list(space.names), multi, list(part.ids), y_true, y_pred,
+                            probs, 0)
+    window = int(getattr(evidence.encoder, "max_seq_length", 0) or 0)
+    out = write_release(config, model, None, data, result, evaluation, rule, ledger,
+                        max_length=window, n_cut=n_windowed, timer=timer,
+                        evidence=evidence.spec())
+    checkpointer.clear()
+    info(f"weighted F1 ({split}) {evaluation.weighted_f1:.4f}; ε = {out.epsilon:.4g} "
+         f"-> {config.out}")
+    return TrainResult(config.out, out, result, evaluation, split, rule, window, n_windowed,
+                       data.summary(), dict(timer.timings))

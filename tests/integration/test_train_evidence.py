@@ -1,0 +1,180 @@
+"""`veil train --adapter evidence` end to end: release, ε, reload, resume, multi-class.
+
+The toy reports signal each label by a word of its description; the model must find it
+under DP. Reference values: dp-accounting for ε, scikit-learn for F1.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from veil.cli import run
+
+KEYWORDS = {"alpha": "effusion", "beta": "fracture", "gamma": "nodule"}
+DESCRIPTIONS = {"alpha": ["pleural effusion"], "beta": ["rib fracture"],
+                "gamma": ["pulmonary nodule"]}
+FILLER = ["the", "a", "of", "and", "chest", "lung", "view", "left", "right", "seen",
+          "there", "is", "with", "mild", "stable"]
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def write_reports(path: Path, n: int, seed: int, *, single: bool = False) -> Path:
+    """Sentences of filler; each present label adds a sentence with its keyword, and some
+    absent labels a negated one ("No effusion.")."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        labs = [rng.choice(list(KEYWORDS))] if single else [
+            lab for lab in KEYWORDS if rng.random() < 0.4]
+        parts = [" ".join(rng.choice(FILLER) for _ in range(rng.randint(4, 9))) + "."]
+        for lab in KEYWORDS:
+            if lab in labs:
+                parts.append(f"There is a {rng.choice(FILLER)} {KEYWORDS[lab]}.")
+            elif rng.random() < 0.5:
+                parts.append(f"No {KEYWORDS[lab]}.")
+        rng.shuffle(parts)
+        rows.append({"id": f"r{seed}-{i}", "text": " ".join(parts), "labels": ";".join(labs)})
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, ["id", "text", "labels"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def _args(data: Path, out: Path, root: Path, *extra: str) -> list[str]:
+    desc = root / "descriptions.json"
+    desc.write_text(json.dumps(DESCRIPTIONS))
+    return ["train", str(data), "--out", str(out), "--label-col", "labels", "--label-sep", ";",
+            "--id-col", "id", "--model", "minilm", "--adapter", "evidence",
+            "--label-descriptions", str(desc), "--batch-size", "100", "--lr", "0.1",
+            "--ledger", str(root / "ledger.db"), "--quiet", *extra]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("evidence")
+    data = write_reports(root / "toy.csv", 400, seed=0)
+    test = write_reports(root / "test.csv", 150, seed=1)
+    out = root / "model"
+    assert run([*_args(data, out, root), "--epsilon", "8", "--epochs", "20",
+                "--test", str(test)]) == 0
+    return {"data": data, "test": test, "out": out, "root": root}
+
+
+def test_release_reaches_weighted_f1_above_0_9_with_the_stated_guarantee(
+        trained: dict[str, Path]) -> None:
+    import dp_accounting
+    from dp_accounting import pld
+
+    out = trained["out"]
+    for name in ("evidence.json", "head.safetensors", "labels.json", "thresholds.json",
+                 "privacy.json", "metrics.json", "model_card.md", "training_curve.png",
+                 "run.json", "veil_model.json"):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["weighted_f1"]["value"] > 0.9
+    p = json.loads((out / "privacy.json").read_text())
+    assert p["unit"] == "record" and p["extra"]["adapter"] == "evidence"
+    assert p["steps"] == 20 * round(p["extra"]["n_train"] / 100)
+    event = dp_accounting.SelfComposedDpEvent(
+        dp_accounting.PoissonSampledDpEvent(
+            p["sample_rate"], dp_accounting.GaussianDpEvent(p["noise_multiplier"])), p["steps"])
+    reference = pld.PLDAccountant(value_discretization_interval=1e-4).compose(
+        event).get_epsilon(p["delta"])
+    assert p["epsilon"] == pytest.approx(reference, rel=0.01) and p["epsilon"] <= 8.0
+    spec = json.loads((out / "evidence.json").read_text())
+    assert spec["descriptions"] == DESCRIPTIONS
+    assert "effusi" in spec["terms"]["alpha"]
+    card = (out / "model_card.md").read_text()
+    assert "adapter: evidence" in card and "effusion" not in card.split("## Data")[1]
+
+
+def test_predict_and_evaluate_reload_the_model(trained: dict[str, Path]) -> None:
+    from sklearn.metrics import f1_score
+
+    root, out, test = trained["root"], trained["out"], trained["test"]
+    preds, ev = root / "preds.jsonl", root / "eval.json"
+    assert run(["predict", str(out), str(test), "--id-col", "id", "--out", str(preds),
+                "--quiet"]) == 0
+    assert run(["evaluate", str(out), str(test), "--label-col", "labels", "--label-sep", ";",
+                "--id-col", "id", "--out", str(ev), "--quiet"]) == 0
+    saved = json.loads((out / "metrics.json").read_text())
+    again = json.loads(ev.read_text())
+    assert again["weighted_f1"]["value"] == pytest.approx(saved["weighted_f1"]["value"], abs=1e-9)
+    labels = json.loads((out / "labels.json").read_text())["labels"]
+    rows = [json.loads(line) for line in preds.read_text().splitlines()]
+    with test.open() as fh:
+        gold = {r["id"]: r["labels"].split(";") if r["labels"] else [] for r in csv.DictReader(fh)}
+    y_true = [[int(lab in gold[r["id"]]) for lab in labels] for r in rows]
+    y_pred = [[int(lab in r["labels"]) for lab in labels] for r in rows]
+    assert f1_score(y_true, y_pred, average="weighted") == pytest.approx(
+        saved["weighted_f1"]["value"], abs=1e-9)
+
+
+def test_a_changed_term_rule_refuses_to_load(trained: dict[str, Path], tmp_path: Path) -> None:
+    import shutil
+
+    from veil.errors import BadInput
+    from veil.train.bundle import load_model
+
+    copy = tmp_path / "model"
+    shutil.copytree(trained["out"], copy)
+    spec = json.loads((copy / "evidence.json").read_text())
+    spec["terms"]["alpha"] = ["other"]
+    (copy / "evidence.json").write_text(json.dumps(spec))
+    with pytest.raises(BadInput, match="stemmer"):
+        load_model(copy)
+
+
+def test_resume_after_a_crash_gives_the_uninterrupted_run(tmp_path: Path) -> None:
+    import torch
+
+    from veil.train.bundle import load_model
+    from veil.train.config import TrainConfig
+    from veil.train.facade import train
+
+    data = write_reports(tmp_path / "toy.csv", 200, seed=3)
+    desc = tmp_path / "d.json"
+    desc.write_text(json.dumps(DESCRIPTIONS))
+    common = {"data": data, "label_col": "labels", "label_sep": ";", "id_col": "id",
+              "model": "minilm", "adapter": "evidence", "label_descriptions": desc,
+              "epsilon": 2.0, "epochs": 3, "batch_size": 50, "lr": 0.1, "ema_decay": 0.5,
+              "ledger": tmp_path / "ledger.db", "quiet": True, "n_boot": 50}
+    whole = train(TrainConfig(out=tmp_path / "whole", **common))  # type: ignore[arg-type]
+
+    class Crash(RuntimeError):
+        pass
+
+    def crash(epoch: int, point: dict) -> None:
+        if epoch == 2:
+            raise Crash
+
+    cfg = TrainConfig(out=tmp_path / "resumed", **common)  # type: ignore[arg-type]
+    with pytest.raises(Crash):
+        train(cfg, on_epoch_end=crash)
+    assert not (tmp_path / "resumed").exists()
+    resumed = train(cfg.replace(resume=True))
+    assert resumed.fit.steps == whole.fit.steps and resumed.epsilon == whole.epsilon
+    a, b = load_model(tmp_path / "whole"), load_model(tmp_path / "resumed")
+    for (name, pa), (_, pb) in zip(a.model.named_parameters(), b.model.named_parameters(),
+                                   strict=True):
+        assert torch.equal(pa.detach(), pb.detach()), name
+
+
+def test_non_private_multiclass(tmp_path: Path) -> None:
+    data = write_reports(tmp_path / "toy.csv", 300, seed=4, single=True)
+    out = tmp_path / "model"
+    args = _args(data, out, tmp_path, "--epsilon", "inf", "--epochs", "15", "--test-frac",
+                 "0.3")
+    args[args.index("--label-sep"):args.index("--label-sep") + 2] = []
+    assert run(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert json.loads((out / "labels.json").read_text())["task"] == "multi-class"
+    assert json.loads((out / "thresholds.json").read_text())["rule"] == "argmax"
+    assert metrics["weighted_f1"]["value"] > 0.9
