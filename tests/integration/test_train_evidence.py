@@ -178,3 +178,25 @@ def test_non_private_multiclass(tmp_path: Path) -> None:
     assert json.loads((out / "labels.json").read_text())["task"] == "multi-class"
     assert json.loads((out / "thresholds.json").read_text())["rule"] == "argmax"
     assert metrics["weighted_f1"]["value"] > 0.9
+
+
+def test_sweep_runs_evidence_beside_a_transformer_head(tmp_path: Path) -> None:
+    """--label-descriptions without --head-init labels goes to the evidence runs only."""
+    data = write_reports(tmp_path / "toy.csv", 240, seed=5)
+    desc = tmp_path / "d.json"
+    desc.write_text(json.dumps(DESCRIPTIONS))
+    out = tmp_path / "sweep"
+    code = run(["sweep", str(data), "--label-col", "labels", "--label-sep", ";", "--id-col",
+                "id", "--model", "tiny-bert", "--adapters", "head,evidence", "--epsilons", "4",
+                "--seeds", "1", "--epochs", "8", "--batch-size", "60", "--lr", "0.1",
+                "--label-descriptions", str(desc), "--test-frac", "0.25", "--n-boot", "100",
+                "--ledger", str(tmp_path / "ledger.db"), "--out", str(out), "--quiet"])
+    assert code == 0
+    with (out / "results.csv").open() as fh:
+        rows = {r["adapter"]: r for r in csv.DictReader(fh)}
+    assert {"head", "evidence"} <= set(rows)
+    evidence = json.loads((out / "runs" / "evidence_eps4_seed0" / "run.json").read_text())
+    head = json.loads((out / "runs" / "head_eps4_seed0" / "run.json").read_text())
+    assert evidence["config"]["label_descriptions"] == str(desc)
+    assert head["config"]["label_descriptions"] is None
+    assert float(rows["evidence"]["weighted_f1"]) > 0.9

@@ -328,9 +328,30 @@ def run_sweep(
     return result
 
 
+def placeholder_adapter(adapters: Sequence[str], *, lora_freeze_a: bool, head_init: str,
+                        descriptions: bool) -> str:
+    """An adapter for which the sweep's shared options form a valid base configuration.
+
+    ``--lora-freeze-a`` needs lora; ``--head-init labels`` a transformer head;
+    ``--label-descriptions`` without it only applies to ``evidence``.
+    """
+    if lora_freeze_a and "lora" in adapters:
+        return "lora"
+    if head_init == "labels":
+        return next((a for a in adapters if a != "evidence"), adapters[0])
+    if descriptions and "evidence" in adapters:
+        return "evidence"
+    return adapters[0]
+
+
 def _config(base: TrainConfig, p: GridPoint, out: Path) -> TrainConfig:
+    """One run's options: the options that do not apply to its adapter are dropped."""
+    evidence = p.adapter == "evidence"
     return base.replace(epsilon=p.epsilon, adapter=p.adapter, seed=p.seed,
                         lora_freeze_a=base.lora_freeze_a and p.adapter == "lora",
+                        head_init="random" if evidence else base.head_init,
+                        label_descriptions=base.label_descriptions
+                        if evidence or base.head_init == "labels" else None,
                         out=out / "runs" / p.name, resume=True)
 
 

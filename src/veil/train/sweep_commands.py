@@ -90,6 +90,7 @@ def sweep(
         n_non_private,
         parse_adapters,
         parse_epsilons,
+        placeholder_adapter,
         run_sweep,
         total_epsilon,
     )
@@ -110,8 +111,10 @@ def sweep(
         lora_layers=_int_or(lora_layers, "--lora-layers", "all"),
         max_length=_int_or(max_length, "--max-length", "auto"), delta=delta, test_frac=test_frac,
         val_frac=val_frac, split_seed=split_seed, seed=seed, epsilon=eps[0],
-        # a placeholder: each run sets its own adapter (and drops --lora-freeze-a if not lora)
-        adapter="lora" if lora_freeze_a else ads[0],  # type: ignore[arg-type]
+        # a placeholder: each run sets its own adapter and the options that apply to it
+        adapter=placeholder_adapter(ads, lora_freeze_a=lora_freeze_a,  # type: ignore[arg-type]
+                                    head_init=head_init,
+                                    descriptions=label_descriptions is not None),
         ledger=ledger, quiet=quiet)
     console.print(f"sweep: {len(points)} runs ({len(ads)} adapter(s) × {len(eps)} ε × "
                   f"{seeds} seed(s)); DP runs spend ε = {total_epsilon(points):g} in total on "
