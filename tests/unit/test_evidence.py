@@ -186,3 +186,21 @@ def test_engine_clips_each_record_like_a_naive_loop(task: str) -> None:
     trainer.close()
     for b, p, e in zip(before, params, expected, strict=True):
         assert torch.allclose((b - p.detach()) * cfg.expected_batch_size, e, atol=1e-5)
+
+
+def test_feature_cache_returns_the_fresh_features_and_skips_recomputing(
+        evidence: LabelEvidence, monkeypatch: pytest.MonkeyPatch) -> None:
+    from veil.train import evidence_pipeline
+
+    docs = ["The heart is enlarged.", "No pleural effusion. Long sentence here"]
+    fresh = evidence.features(docs)
+    first, _ = evidence_pipeline.cached_features(evidence, "minilm", docs)
+    np.testing.assert_array_equal(first, fresh)
+    calls = []
+    monkeypatch.setattr(evidence, "features", lambda texts: calls.append(1) or fresh)
+    again, _ = evidence_pipeline.cached_features(evidence, "minilm", docs)
+    np.testing.assert_array_equal(again, fresh)
+    assert calls == []
+    evidence_pipeline.cached_features(evidence, "minilm", [*docs, "another"])
+    evidence_pipeline.cached_features(evidence, "mpnet", docs)  # another encoder: a miss
+    assert calls == [1, 1]

@@ -9,6 +9,9 @@ so ε means the same thing: record-level (ε, δ)-DP of the released weights.
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -29,6 +32,35 @@ def build(labels: Sequence[str], descriptions: dict[str, list[str]] | None, mode
 
     evidence = LabelEvidence(labels, descriptions, load_sentence_encoder(model))
     return evidence, EvidenceClassifier(evidence.blocks(), evidence.n_features, multi_label)
+
+
+_FEATURE_CACHE: OrderedDict[tuple[str, str, str], tuple[np.ndarray, int]] = OrderedDict()
+FEATURE_CACHE_SIZE = 8
+"""Feature matrices kept in memory (a sweep trains many ε × seed runs on the same splits)."""
+
+
+def cached_features(evidence: LabelEvidence, model: str, texts: Sequence[str]
+                    ) -> tuple[np.ndarray, int]:
+    """``evidence.features(texts)`` and its ``n_windowed``, reused within the process.
+
+    The key is the encoder name, the feature map's spec and a SHA-256 of the texts:
+    features are a fixed function of these, so a hit returns exactly what a fresh
+    computation would (never logged; the digest stays in memory).
+    """
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(text.encode("utf-8"))
+        digest.update(b"\x00")
+    key = (model, json.dumps(evidence.spec(), sort_keys=True), digest.hexdigest())
+    if key in _FEATURE_CACHE:
+        _FEATURE_CACHE.move_to_end(key)
+        x, n = _FEATURE_CACHE[key]
+        return x.copy(), n
+    x = evidence.features(texts)
+    _FEATURE_CACHE[key] = (x.copy(), evidence.n_windowed)
+    while len(_FEATURE_CACHE) > FEATURE_CACHE_SIZE:
+        _FEATURE_CACHE.popitem(last=False)
+    return x, evidence.n_windowed
 
 
 @torch.no_grad()
@@ -65,9 +97,8 @@ def train_evidence(config: TrainConfig, data: Any, ledger: Any, timer: Any,
     with timer("model"):
         evidence, model = build(space.names, descriptions, config.model, multi)
     with timer("encode"):
-        x_train = evidence.features(data.train.texts)
-        n_windowed = evidence.n_windowed
-        held = {name: evidence.features(part.texts)
+        x_train, n_windowed = cached_features(evidence, config.model, data.train.texts)
+        held = {name: cached_features(evidence, config.model, part.texts)[0]
                 for name, part in (("validation", data.val), ("test", data.test))
                 if part is not None}
     info(f"label evidence: {evidence.n_terms} terms, {evidence.n_descriptions} descriptions, "
