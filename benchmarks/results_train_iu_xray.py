@@ -37,8 +37,9 @@ RECIPES: dict[str, dict[str, float | int | str]] = {  # "tfidf:inf" runs the swe
     "head-dp": {"lr": 3e-2, "epochs": 30, "batch_size": 512},
     "full": {"lr": 5e-5, "epochs": 3, "batch_size": 32},
     # label evidence (--adapter evidence): chosen on validation weighted F1 (docs/train.md)
-    "evidence": {"lr": 3e-2, "epochs": 30, "batch_size": 64},
-    "evidence-dp": {"lr": 1e-1, "epochs": 100, "batch_size": 1024, "ema_decay": 0.95},
+    "evidence": {"lr": 3e-2, "epochs": 30, "batch_size": 64, "head_init": "labels"},
+    "evidence-dp": {"lr": 1e-1, "epochs": 100, "batch_size": 1024, "ema_decay": 0.95,
+                    "head_init": "labels"},
 }
 DESCRIPTIONS = Path(__file__).resolve().parent / "iu_xray_label_descriptions.json"
 """Public descriptions of the 14 labels (radiology phrasing of each MeSH heading, written
@@ -65,7 +66,7 @@ def _config(kind: str, eps: float, args: argparse.Namespace, out: Path):  # type
         lora_freeze_a=args.lora_freeze_a and kind == "lora",
         max_length=args.max_length, long_docs="chunk", thresholds="per-label",
         clipping=args.clipping if math.isfinite(eps) else "flat",
-        head_init=args.head_init if kind != "evidence" else "random",
+        head_init=args.head_init or recipe.get("head_init", "random"),  # type: ignore[arg-type]
         head_init_scale=args.head_init_scale,
         label_descriptions=(args.label_descriptions or DESCRIPTIONS) if kind == "evidence"
         else args.label_descriptions if args.head_init == "labels" else None,
@@ -117,8 +118,9 @@ def main() -> None:
                         help="override every run's learning-rate schedule")
     parser.add_argument("--ema-decay", type=float, default=None,
                         help="release an EMA of the weights with this decay (same ε)")
-    parser.add_argument("--head-init", default="random", choices=("random", "labels"),
-                        help="labels: start the head from the label descriptions (no ε spent)")
+    parser.add_argument("--head-init", default=None, choices=("random", "labels"),
+                        help="labels: start the head from the label descriptions (no ε spent; "
+                             "default: the recipe's, else random)")
     parser.add_argument("--head-init-scale", type=float, default=30.0)
     parser.add_argument("--label-descriptions", type=Path, default=None,
                         help="JSON descriptions (default for evidence runs: "

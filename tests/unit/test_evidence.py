@@ -204,3 +204,22 @@ def test_feature_cache_returns_the_fresh_features_and_skips_recomputing(
     evidence_pipeline.cached_features(evidence, "minilm", [*docs, "another"])
     evidence_pipeline.cached_features(evidence, "mpnet", docs)  # another encoder: a miss
     assert calls == [1, 1]
+
+
+def test_prior_starts_each_label_on_its_own_affirmed_terms(evidence: LabelEvidence) -> None:
+    from veil.train.evidence import PRIOR_WEIGHT
+
+    blocks, prior = evidence.blocks(), evidence.prior()
+    model = EvidenceClassifier(blocks, evidence.n_features, True, prior)
+    col = {t: i for i, t in enumerate(evidence.vocabulary)}
+    for i, (block, linear) in enumerate(zip(blocks, model.linears(), strict=True)):
+        w = dict(zip(block, linear.weight[0].tolist(), strict=True))
+        own = {col[t] for t in evidence.terms[LABELS[i]]}
+        assert {c for c, v in w.items() if v == PRIOR_WEIGHT} == own
+        assert all(v == 0.0 for c, v in w.items() if c not in own)  # negated, summary, similarity
+    doc = evidence.features(["The heart is enlarged."])
+    logits = model(torch.from_numpy(doc)).logits.detach()[0]
+    assert logits[0] == pytest.approx(MULTI_LABEL_BIAS + 2 * PRIOR_WEIGHT)  # heart, enlarg
+    assert logits[1] == pytest.approx(MULTI_LABEL_BIAS)
+    with pytest.raises(ValueError):
+        EvidenceClassifier(blocks, evidence.n_features, True, [p[:-1] for p in prior])

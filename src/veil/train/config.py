@@ -256,9 +256,6 @@ class TrainConfig:
         if (self.label_descriptions is not None and self.head_init != "labels"
                 and self.adapter != "evidence"):
             raise bad("label_descriptions", "needs --head-init labels or --adapter evidence")
-        if self.adapter == "evidence" and self.head_init != "random":
-            raise bad("head_init", "does not apply to --adapter evidence (its weights start "
-                      "at zero)")
         if self.adapter == "evidence" and self.merge:
             raise bad("merge", "does not apply to --adapter evidence")
         if not 0.0 <= self.ema_decay < 1.0:

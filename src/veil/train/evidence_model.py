@@ -27,23 +27,29 @@ class EvidenceClassifier(nn.Module):
         blocks: per label, the feature columns it sees.
         n_features: length of a document's feature vector.
         multi_label: sigmoid per label (True) or softmax over labels.
+        prior: per label, starting weights aligned with its block (a public prior such as
+            :meth:`veil.train.evidence.LabelEvidence.prior`); zeros when None.
     """
 
     def __init__(self, blocks: Sequence[Sequence[int]], n_features: int,
-                 multi_label: bool) -> None:
+                 multi_label: bool, prior: Sequence[Sequence[float]] | None = None) -> None:
         super().__init__()
         if not blocks or any(not b for b in blocks):
             raise ValueError("every label needs at least one feature column")
         if any(not 0 <= c < n_features for b in blocks for c in b):
             raise ValueError("a feature column is out of range")
+        if prior is not None and [len(p) for p in prior] != [len(b) for b in blocks]:
+            raise ValueError("the prior must give one weight per column of each block")
         self.n_features = n_features
         self.n_labels = len(blocks)
         self.heads = nn.ModuleList(nn.Linear(len(b), 1) for b in blocks)
         for i, b in enumerate(blocks):
             self.register_buffer(f"columns_{i}", torch.tensor(list(b), dtype=torch.long))
         with torch.no_grad():
-            for linear in self.linears():
+            for i, linear in enumerate(self.linears()):
                 linear.weight.zero_()
+                if prior is not None:
+                    linear.weight[0] = torch.tensor(list(prior[i]), dtype=linear.weight.dtype)
                 linear.bias.fill_(MULTI_LABEL_BIAS if multi_label else 0.0)
 
     def columns(self, i: int) -> Tensor:

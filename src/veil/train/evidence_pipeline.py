@@ -26,12 +26,14 @@ from veil.train.evidence_model import EvidenceClassifier
 
 
 def build(labels: Sequence[str], descriptions: dict[str, list[str]] | None, model: str,
-          multi_label: bool) -> tuple[LabelEvidence, EvidenceClassifier]:
-    """The feature map (over the public encoder ``model``) and an untrained classifier."""
+          multi_label: bool, prior: bool = False) -> tuple[LabelEvidence, EvidenceClassifier]:
+    """The feature map (over the public encoder ``model``) and an untrained classifier,
+    its weights at zero or, with ``prior``, at :meth:`LabelEvidence.prior`."""
     from veil.models import load_sentence_encoder
 
     evidence = LabelEvidence(labels, descriptions, load_sentence_encoder(model))
-    return evidence, EvidenceClassifier(evidence.blocks(), evidence.n_features, multi_label)
+    return evidence, EvidenceClassifier(evidence.blocks(), evidence.n_features, multi_label,
+                                        evidence.prior() if prior else None)
 
 
 _FEATURE_CACHE: OrderedDict[tuple[str, str, str], tuple[np.ndarray, int]] = OrderedDict()
@@ -95,7 +97,8 @@ def train_evidence(config: TrainConfig, data: Any, ledger: Any, timer: Any,
     space = data.space
     multi = space.multi_label
     with timer("model"):
-        evidence, model = build(space.names, descriptions, config.model, multi)
+        evidence, model = build(space.names, descriptions, config.model, multi,
+                                prior=config.head_init == "labels")
     with timer("encode"):
         x_train, n_windowed = cached_features(evidence, config.model, data.train.texts)
         held = {name: cached_features(evidence, config.model, part.texts)[0]

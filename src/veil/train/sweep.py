@@ -332,14 +332,12 @@ def placeholder_adapter(adapters: Sequence[str], *, lora_freeze_a: bool, head_in
                         descriptions: bool) -> str:
     """An adapter for which the sweep's shared options form a valid base configuration.
 
-    ``--lora-freeze-a`` needs lora; ``--head-init labels`` a transformer head;
-    ``--label-descriptions`` without it only applies to ``evidence``.
+    ``--lora-freeze-a`` needs lora; ``--label-descriptions`` without ``--head-init
+    labels`` only applies to ``evidence``.
     """
     if lora_freeze_a and "lora" in adapters:
         return "lora"
-    if head_init == "labels":
-        return next((a for a in adapters if a != "evidence"), adapters[0])
-    if descriptions and "evidence" in adapters:
+    if descriptions and head_init != "labels" and "evidence" in adapters:
         return "evidence"
     return adapters[0]
 
@@ -349,7 +347,6 @@ def _config(base: TrainConfig, p: GridPoint, out: Path) -> TrainConfig:
     evidence = p.adapter == "evidence"
     return base.replace(epsilon=p.epsilon, adapter=p.adapter, seed=p.seed,
                         lora_freeze_a=base.lora_freeze_a and p.adapter == "lora",
-                        head_init="random" if evidence else base.head_init,
                         label_descriptions=base.label_descriptions
                         if evidence or base.head_init == "labels" else None,
                         out=out / "runs" / p.name, resume=True)
