@@ -67,6 +67,7 @@ def test_template_descriptions_add_no_terms(encoder: Any) -> None:
     ("Negative for effusion; heart enlarged.", {"heart", "enlarg"}, {"effusi"}),
     ("Heart enlarged without effusion.", {"heart", "enlarg"}, {"effusi"}),
     ("Effusion is not seen.", {"effusi"}, set()),  # forward scope only, as in NegEx
+    ("Normal heart. Small nodule with effusion.", {"heart", "effusi"}, set()),  # no, not "no"
 ])
 def test_negation_scope(text: str, affirmed: set[str], negated: set[str]) -> None:
     vocabulary = {"heart", "enlarg", "effusi", "pleura"}
