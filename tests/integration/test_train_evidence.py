@@ -126,9 +126,9 @@ def test_a_changed_term_rule_refuses_to_load(trained: dict[str, Path], tmp_path:
     copy = tmp_path / "model"
     shutil.copytree(trained["out"], copy)
     spec = json.loads((copy / "evidence.json").read_text())
-    spec["terms"]["alpha"] = ["other"]
+    spec["terms"]["alpha"] = {"other": 1}
     (copy / "evidence.json").write_text(json.dumps(spec))
-    with pytest.raises(BadInput, match="stemmer"):
+    with pytest.raises(BadInput, match="other feature rules"):
         load_model(copy)
 
 
@@ -200,3 +200,35 @@ def test_sweep_runs_evidence_beside_a_transformer_head(tmp_path: Path) -> None:
     assert evidence["config"]["label_descriptions"] == str(desc)
     assert head["config"]["label_descriptions"] is None
     assert float(rows["evidence"]["weighted_f1"]) > 0.9
+
+
+def test_sweep_option_combinations(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--lora-freeze-a with lora and descriptions for evidence is valid; unused descriptions
+    and --lora-freeze-a without lora are refused before training (exit 2)."""
+    from veil.train.config import TrainConfig
+    from veil.train.sweep import placeholder_adapter
+
+    assert placeholder_adapter(("lora", "evidence"), lora_freeze_a=True, head_init="random",
+                               descriptions=True) == "lora"
+    assert placeholder_adapter(("lora", "evidence"), lora_freeze_a=False, head_init="random",
+                               descriptions=True) == "evidence"
+    data = write_reports(tmp_path / "toy.csv", 60, seed=6)
+    desc = tmp_path / "d.json"
+    desc.write_text(json.dumps(DESCRIPTIONS))
+    common = ["sweep", str(data), "--label-col", "labels", "--label-sep", ";", "--model",
+              "tiny-bert", "--epsilons", "4", "--seeds", "1", "--ledger",
+              str(tmp_path / "l.db"), "--out", str(tmp_path / "s"), "--quiet"]
+    assert run([*common, "--adapters", "lora,head", "--label-descriptions", str(desc)]) == 2
+    assert "--label-descriptions needs" in capsys.readouterr().err
+    assert run([*common, "--adapters", "head", "--lora-freeze-a"]) == 2
+    assert "needs lora among --adapters" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+    # the combination the reviewer found refused: each run's own options are valid
+    from veil.train.sweep import _config, grid
+
+    base = TrainConfig(data=data, out=tmp_path / "x", label_col="labels", label_sep=";",
+                       adapter="lora", lora_freeze_a=True, epsilon=4.0)
+    for p in grid([4.0], ("lora", "evidence"), 1, 0):
+        cfg = _config(base, p, tmp_path / "s", desc)
+        assert cfg.label_descriptions == (desc if p.adapter == "evidence" else None)
+        assert cfg.lora_freeze_a == (p.adapter == "lora")

@@ -66,7 +66,9 @@ def test_template_descriptions_add_no_terms(encoder: Any) -> None:
     ("No effusion but the heart is enlarged.", {"heart", "enlarg"}, {"effusi"}),
     ("Negative for effusion; heart enlarged.", {"heart", "enlarg"}, {"effusi"}),
     ("Heart enlarged without effusion.", {"heart", "enlarg"}, {"effusi"}),
-    ("Effusion is not seen.", {"effusi"}, set()),  # forward scope only, as in NegEx
+    ("Effusion is not seen.", set(), {"effusi"}),  # a post-negation trigger
+    ("Pleural effusion has resolved. Heart enlarged.", {"heart", "enlarg"}, {"pleura", "effusi"}),
+    ("Heart enlarged, but effusion resolved.", {"heart", "enlarg"}, {"effusi"}),
     ("Normal heart. Small nodule with effusion.", {"heart", "effusi"}, set()),  # no, not "no"
 ])
 def test_negation_scope(text: str, affirmed: set[str], negated: set[str]) -> None:
@@ -74,6 +76,21 @@ def test_negation_scope(text: str, affirmed: set[str], negated: set[str]) -> Non
     got_a, got_n = term_mentions(text)
     assert got_a & vocabulary == affirmed
     assert got_n & vocabulary == negated
+
+
+def test_trigger_words_are_neither_affirmed_nor_negated() -> None:
+    affirmed, negated = term_mentions("The lungs are clear of focal consolidation. Lungs clear.")
+    assert "clear" in affirmed and "clear" not in negated  # only the second sentence's
+    assert {"focal", "consol"} <= negated and "lungs" in affirmed
+    affirmed, negated = term_mentions("No effusion.")
+    assert "no" not in affirmed | negated
+
+
+def test_polarity_follows_the_descriptions() -> None:
+    from veil.train.evidence import label_polarity
+
+    pol = label_polarity(["normal"], {"normal": ["no pleural effusion", "lungs are clear"]})
+    assert pol["normal"] == {"normal": 1, "pleura": -1, "effusi": -1, "lungs": 1, "clear": 1}
 
 
 def test_sentences_split_on_punctuation_and_lines() -> None:
@@ -224,3 +241,20 @@ def test_prior_starts_each_label_on_its_own_affirmed_terms(evidence: LabelEviden
     assert logits[1] == pytest.approx(MULTI_LABEL_BIAS)
     with pytest.raises(ValueError):
         EvidenceClassifier(blocks, evidence.n_features, True, [p[:-1] for p in prior])
+
+
+def test_prior_and_summary_read_negative_terms_as_evidence_for(encoder: Any) -> None:
+    from veil.train.evidence import PRIOR_WEIGHT
+
+    ev = LabelEvidence(["normal", "Pleural Effusion"],
+                       {"normal": ["no pleural effusion"], "Pleural Effusion": ["effusion"]},
+                       encoder)
+    v, col = ev.n_terms, {t: i for i, t in enumerate(ev.vocabulary)}
+    block, prior = ev.blocks()[0], ev.prior()[0]
+    w = dict(zip(block, prior, strict=True))
+    assert w[v + col["effusi"]] == PRIOR_WEIGHT and w[col["effusi"]] == 0.0
+    assert w[col["normal"]] == PRIOR_WEIGHT
+    x = ev.features(["No pleural effusion.", "Large pleural effusion."])
+    # summary: [for normal, for PE, against normal, against PE]
+    np.testing.assert_array_equal(x[0, 2 * v:2 * v + 4], [1, 0, 0, 1])
+    np.testing.assert_array_equal(x[1, 2 * v:2 * v + 4], [0, 1, 1, 0])

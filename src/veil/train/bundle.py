@@ -137,9 +137,9 @@ def _load_evidence(folder: Path, meta: dict[str, Any], thresholds: dict[str, Any
         raise BadInput("not a veil model folder (evidence.json format)", path=folder)
     evidence, model = build(meta["labels"], spec["descriptions"], meta["base_model"],
                             bool(meta["multi_label"]))
-    if evidence.terms != spec["terms"]:
-        raise BadInput("evidence.json was written with another stemmer or vocabulary rule; "
-                       "retrain with this veil version", path=folder)
+    if json.loads(json.dumps(evidence.spec())) != spec:
+        raise BadInput("evidence.json was written with other feature rules (terms, negation, "
+                       "constants); retrain with this veil version", path=folder)
     model.load_state_dict(load_file(str(folder / "head.safetensors")))
     model.eval()
     return LoadedEvidenceModel(model, None, meta, thresholds, folder, evidence)

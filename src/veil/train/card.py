@@ -44,6 +44,16 @@ def _trained_weights(config: TrainConfig) -> str:
     return TRAINED_WEIGHTS[config.adapter]
 
 
+def _head_init(config: TrainConfig) -> str:
+    if config.head_init != "labels":
+        return "zeros" if config.adapter == "evidence" else "random (seeded)"
+    if config.adapter == "evidence":
+        return ("label descriptions: +1 on the terms they affirm (and on the negation of the "
+                "terms they negate), no record read")
+    return ("label descriptions embedded by the public base model (no record read; "
+            f"scale {config.head_init_scale:g})")
+
+
 def privacy_report(config: TrainConfig, fit: FitResult, fingerprint: str,
                    data_summary: dict[str, Any]) -> PrivacyReport:
     """The run's :class:`PrivacyReport` (unit: record)."""
@@ -61,9 +71,7 @@ def privacy_report(config: TrainConfig, fit: FitResult, fingerprint: str,
         "clipping": ("group: head and adapters each clipped to C/sqrt(2), total norm <= C"
                      if config.clipping == "group" else "flat: whole gradient clipped to C"),
         "lora_freeze_a": config.lora_freeze_a,
-        "head_init": ("label descriptions embedded by the public base model (no record read; "
-                      f"scale {config.head_init_scale:g})" if config.head_init == "labels"
-                      else "random (seeded)"),
+        "head_init": _head_init(config),
         "covered": f"the released model weights ({_trained_weights(config)}), with "
                    "respect to adding or removing one training record",
         "not_covered": list(NOT_COVERED),
@@ -102,7 +110,9 @@ def model_card(config: TrainConfig, report: PrivacyReport, metrics: dict[str, An
     lines = [
         "# veil classifier", "",
         f"Multi-{'label' if data_summary['multi_label'] else 'class'} text classifier "
-        f"fine-tuned from `{config.model}` (adapter: {config.adapter}"
+        + (f"fine-tuned from `{config.model}`" if config.adapter != "evidence"
+           else f"trained on label-evidence features from the frozen `{config.model}`")
+        + f" (adapter: {config.adapter}"
         + (f", LoRA r={config.lora_r}" if config.adapter == "lora" else "")
         + (", A frozen at its seeded random start (FFA-LoRA)" if config.lora_freeze_a else "")
         + ")"

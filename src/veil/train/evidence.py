@@ -14,26 +14,30 @@ Features (one vector per document, built from that document alone):
   :data:`STEM_LENGTH` letters (truncation stemming: "calcified" and
   "calcification" are one term, as are "vertebrae" and "vertebral"); for every term,
   whether a sentence *affirms* it and whether a sentence *negates* it. A term is
-  negated when a negation trigger ("no", "without", "negative for", ... — NegEx
-  style) comes before it in its sentence with no scope terminator ("but",
-  "however", ...) in between.
-* **summary** — per label, whether any of its terms is affirmed, and whether any
-  is negated (every label sees these: "normal" is the absence of the others).
+  negated when a NegEx-style trigger comes before it ("no", "without", "negative
+  for", ...) or after it ("resolved", "not seen", ...) in its sentence with no scope
+  terminator ("but", "however", ...) in between; the triggers' own words are neither.
+* **summary** — per label, whether the report holds evidence *for* it (one of its
+  positive terms affirmed, or one of its negative terms negated) and evidence *against*
+  it (the reverse); every label sees these ("normal" is the absence of the others). A
+  term is *negative* for a label when its descriptions only negate it ("no pleural
+  effusion" for "normal").
 * **similarity** — per description ``d`` (the default templates when the label
   has none) with the public sentence encoder: the largest cosine between ``d``
-  and a sentence of the report, the largest ``cos(s, d) − cos(s, "no " + d)``
-  over sentences, and the cosine between ``d`` and the whole report (the mean of
-  its window embeddings when it exceeds the encoder's window). Raw cosines are
-  shifted by :data:`COSINE_OFFSET`.
+  and a sentence of the report, the largest ``cos(s, d) − cos(s, not-d)`` over
+  sentences (not-d: "no " + d, or d without its leading negation), and the cosine
+  between ``d`` and the whole report (the mean of its window embeddings when it
+  exceeds the encoder's window). Raw cosines are shifted by :data:`COSINE_OFFSET`.
 
 Label ``l``'s model sees its own term and similarity features plus the summary.
 With ``--head-init labels`` its weights start at a public prior (:meth:`LabelEvidence.prior`):
-:data:`PRIOR_WEIGHT` on each of its own *affirmed* terms, zero elsewhere — "a label is
-present when a sentence affirms its words" — so DP-SGD starts from a sensible rule
-instead of from nothing.
+:data:`PRIOR_WEIGHT` on "affirmed" of each positive term and "negated" of each negative
+one, zero elsewhere — "a label is present when the report says what its descriptions
+say" — so DP-SGD starts from a sensible rule instead of from nothing.
 
 Privacy: every feature is a fixed function of one document, the label names, the
-descriptions and a public encoder. Nothing is estimated from the records (no
+descriptions and a public encoder (up to floating-point rounding, ~1e-6, of batched
+encoding). Nothing is estimated from the records (no
 vocabulary, no scaling), so the features spend no budget and DP-SGD on the
 per-label weights gives the record-level guarantee of the released model. The
 descriptions are public knowledge written by the user; label names chosen with
@@ -51,10 +55,16 @@ import numpy as np
 FORMAT = "veil-label-evidence/1"
 
 NEGATION_TRIGGERS: tuple[str, ...] = (
-    "no", "not", "without", "negative for", "free of", "absence of", "absent",
-    "rule out", "ruled out", "resolved", "resolution of", "clear of", "never",
+    "no", "not", "without", "negative for", "free of", "absence of", "rule out",
+    "resolution of", "clear of", "never",
 )
-"""Words that negate the terms after them in the same sentence (a NegEx subset)."""
+"""Words that negate the terms *after* them in the same sentence (NegEx pre-negation)."""
+
+POST_NEGATION_TRIGGERS: tuple[str, ...] = (
+    "resolved", "absent", "ruled out", "not seen", "not identified", "not present",
+    "not visualized", "not evident",
+)
+"""Words that negate the terms *before* them in the same sentence ("effusion has resolved")."""
 
 SCOPE_TERMINATORS: tuple[str, ...] = ("but", "however", "although", "though", "except",
                                       "apart from", "aside from", "yet")
@@ -81,7 +91,14 @@ def _phrase(words: Sequence[str]) -> re.Pattern[str]:
 
 
 _TRIGGER = _phrase(NEGATION_TRIGGERS)
+_POST_TRIGGER = _phrase(POST_NEGATION_TRIGGERS)
 _TERMINATOR = _phrase(SCOPE_TERMINATORS)
+_TRIGGER_WORDS = frozenset(w for t in (*NEGATION_TRIGGERS, *POST_NEGATION_TRIGGERS)
+                           for w in t.split() if len(t.split()) == 1)
+
+WINDOW_MARGIN = 16
+"""Tokens kept free in each encoder window: a window cut from the text at token offsets can
+tokenize a few tokens longer on its own, and the encoder would silently cut the excess."""
 
 
 def sentences(text: str) -> list[str]:
@@ -94,34 +111,78 @@ def stem(word: str) -> str:
     return word[:STEM_LENGTH]
 
 
-def label_terms(labels: Sequence[str], descriptions: Mapping[str, Sequence[str]]
-                ) -> dict[str, list[str]]:
-    """Per label, the sorted stems of the content words of its name and descriptions."""
+def label_polarity(labels: Sequence[str], descriptions: Mapping[str, Sequence[str]]
+                   ) -> dict[str, dict[str, int]]:
+    """Per label, its terms and their polarity in its name and descriptions.
+
+    +1: the term is affirmed there ("enlarged heart"); −1: only negated ("no pleural
+    effusion", a description of "normal"). Stop words and one-letter words are left out.
+    """
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-    out = {}
+    stop = {stem(w) for w in ENGLISH_STOP_WORDS} | {stem(w) for w in _TRIGGER_WORDS}
+    out: dict[str, dict[str, int]] = {}
     for label in labels:
-        words = {w for text in [label, *descriptions.get(label, ())]
-                 for w in _WORD.findall(text.lower())
-                 if len(w) > 1 and w not in ENGLISH_STOP_WORDS and w not in NEGATION_TRIGGERS}
-        out[label] = sorted({stem(w) for w in words})
+        positive: set[str] = set()
+        negative: set[str] = set()
+        for text in [label, *descriptions.get(label, ())]:
+            affirmed, negated = term_mentions(text)
+            positive |= affirmed
+            negative |= negated
+        out[label] = {t: (1 if t in positive else -1) for t in sorted(positive | negative)
+                      if len(t) > 1 and t not in stop}
     return out
 
 
+def label_terms(labels: Sequence[str], descriptions: Mapping[str, Sequence[str]]
+                ) -> dict[str, list[str]]:
+    """Per label, the sorted terms (stems) of its name and descriptions."""
+    return {lab: list(terms) for lab, terms in label_polarity(labels, descriptions).items()}
+
+
 def term_mentions(text: str) -> tuple[set[str], set[str]]:
-    """The stems affirmed and the stems negated in ``text`` (sentence by sentence)."""
+    """The stems affirmed and the stems negated in ``text`` (sentence by sentence).
+
+    A term is negated when a pre-negation trigger comes before it, or a post-negation
+    trigger after it, within its sentence and with no scope terminator in between.
+    The triggers' own words are neither.
+    """
     affirmed: set[str] = set()
     negated: set[str] = set()
     for sentence in sentences(text.lower()):
+        words = list(_WORD.finditer(sentence))
         negating = False
-        for match in re.finditer(r"[a-z][a-z0-9]*", sentence):
-            start = match.start()
-            if _TRIGGER.match(sentence, start):
-                negating = True
-            elif negating and _TERMINATOR.match(sentence, start):
-                negating = False
-            (negated if negating else affirmed).add(stem(match.group()))
+        pending: list[str] = []  # affirmed so far in the current scope (a post trigger flips)
+        i = 0
+        while i < len(words):
+            start = words[i].start()
+            post = _POST_TRIGGER.match(sentence, start)
+            pre = None if post else _TRIGGER.match(sentence, start)
+            end = None if post or pre else _TERMINATOR.match(sentence, start)
+            hit = post or pre or end
+            if hit is None:
+                token = stem(words[i].group())
+                if negating:
+                    negated.add(token)
+                else:
+                    pending.append(token)
+                i += 1
+                continue
+            (negated if post else affirmed).update(pending)
+            pending = []
+            negating = pre is not None
+            i += len(hit.group().split())
+        affirmed.update(pending)
     return affirmed, negated
+
+
+def _negated_form(description: str) -> str:
+    """The description said negatively: "no " + it, or it without its leading negation."""
+    low = description.lower().lstrip()
+    match = _TRIGGER.match(low)
+    if match is not None and match.start() == 0:
+        return low[match.end():].strip() or description
+    return "no " + description
 
 
 class LabelEvidence:
@@ -149,13 +210,14 @@ class LabelEvidence:
         self.descriptions = {lab: self.given.get(lab) or defaults[lab] for lab in self.labels}
         self.encoder = encoder
         self.batch_size = batch_size
-        self.terms = label_terms(self.labels, self.given)
+        self.polarity = label_polarity(self.labels, self.given)
+        self.terms = {lab: list(p) for lab, p in self.polarity.items()}
         self.vocabulary = sorted({t for ts in self.terms.values() for t in ts})
         self._column = {t: i for i, t in enumerate(self.vocabulary)}
         texts = [(lab, d) for lab in self.labels for d in self.descriptions[lab]]
         self._owner = np.array([self.labels.index(lab) for lab, _ in texts])
         self._positive = self._embed([d for _, d in texts])
-        self._negative = self._embed(["no " + d for _, d in texts])
+        self._negative = self._embed([_negated_form(d) for _, d in texts])
         self.n_windowed = 0
 
     # layout: [affirmed terms | negated terms | summary (2L) | similarity (3D)]
@@ -188,10 +250,17 @@ class LabelEvidence:
         return out
 
     def prior(self) -> list[list[float]]:
-        """Per label, starting weights aligned with :meth:`blocks`: :data:`PRIOR_WEIGHT` on
-        its own affirmed terms, 0 elsewhere (public: built from the descriptions only)."""
-        return [[PRIOR_WEIGHT if c < self.n_terms else 0.0 for c in block]
-                for block in self.blocks()]
+        """Per label, starting weights aligned with :meth:`blocks` (public: built from the
+        descriptions only): :data:`PRIOR_WEIGHT` on "affirmed" of its positive terms and on
+        "negated" of its negative ones (a "normal" described as "no pleural effusion");
+        0 elsewhere."""
+        v = self.n_terms
+        out = []
+        for lab, block in zip(self.labels, self.blocks(), strict=True):
+            sign = self.polarity[lab]
+            wanted = {self._column[t] if p > 0 else v + self._column[t] for t, p in sign.items()}
+            out.append([PRIOR_WEIGHT if c in wanted else 0.0 for c in block])
+        return out
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         out = self.encoder.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
@@ -200,7 +269,7 @@ class LabelEvidence:
 
     def _windows(self, sentence: str) -> list[str]:
         """The text, or token windows of it that each fit the encoder (never cut)."""
-        limit = int(getattr(self.encoder, "max_seq_length", 0) or 0) - 2
+        limit = int(getattr(self.encoder, "max_seq_length", 0) or 0) - 2 - WINDOW_MARGIN
         tokenizer = getattr(self.encoder, "tokenizer", None)
         if limit <= 0 or tokenizer is None:
             return [sentence]
@@ -231,8 +300,12 @@ class LabelEvidence:
             for t in negated & self._column.keys():
                 x[i, v + self._column[t]] = 1.0
             for li, lab in enumerate(self.labels):
-                x[i, 2 * v + li] = float(bool(affirmed.intersection(self.terms[lab])))
-                x[i, 2 * v + n_lab + li] = float(bool(negated.intersection(self.terms[lab])))
+                sign = self.polarity[lab]
+                x[i, 2 * v + li] = float(any(sign[t] > 0 for t in affirmed & sign.keys())
+                                         or any(sign[t] < 0 for t in negated & sign.keys()))
+                x[i, 2 * v + n_lab + li] = float(
+                    any(sign[t] > 0 for t in negated & sign.keys())
+                    or any(sign[t] < 0 for t in affirmed & sign.keys()))
             parts = sentences(text)
             wins = [w for s in parts for w in self._windows(s)]
             self.n_windowed += len(wins) > len(parts)
@@ -272,6 +345,8 @@ class LabelEvidence:
     def spec(self) -> dict[str, Any]:
         """What rebuilds this feature map (saved as ``evidence.json`` in the model folder)."""
         return {"format": FORMAT, "labels": self.labels, "descriptions": self.given,
-                "terms": self.terms, "negation_triggers": list(NEGATION_TRIGGERS),
+                "terms": self.polarity, "negation_triggers": list(NEGATION_TRIGGERS),
+                "post_negation_triggers": list(POST_NEGATION_TRIGGERS),
                 "scope_terminators": list(SCOPE_TERMINATORS), "stem_length": STEM_LENGTH,
-                "cosine_offset": COSINE_OFFSET}
+                "cosine_offset": COSINE_OFFSET, "window_margin": WINDOW_MARGIN,
+                "n_features": self.n_features}

@@ -261,6 +261,7 @@ def run_sweep(
     baseline: bool = True,
     n_boot: int = 2000,
     test_seed: int = 0,
+    label_descriptions: Path | None = None,
 ) -> SweepResult:
     """Run the grid and write ``results.csv``, ``results.md``, ``paired_tests.json``, the plot.
 
@@ -268,9 +269,11 @@ def run_sweep(
         base: options shared by all runs (data, columns, model, epochs, ...); its
             ``test_frac`` and ``split_seed`` fix the one split all runs share.
         epsilons: target ε values per training record (``inf``: non-private).
-        adapters: ``lora``, ``head``, ``full``.
+        adapters: ``lora``, ``head``, ``full``, ``evidence``.
         seeds: training seeds per cell (``base.seed`` onwards).
         out: the sweep folder; runs go to ``out/runs/<name>``.
+        label_descriptions: descriptions for the evidence runs, and for every run under
+            ``--head-init labels`` (default ``base.label_descriptions``).
         trainer: runs one configuration (default: the train pipeline's facade).
         baseline: also fit the TF-IDF + LR baseline on the same split.
         n_boot: bootstrap resamples of the paired tests.
@@ -296,8 +299,9 @@ def run_sweep(
     base = base.replace(split_seed=split_seed)
     run = trainer if trainer is not None else facade_trainer
     todo, done = [], {}
+    descriptions = label_descriptions or base.label_descriptions
     for p in points:
-        cfg = _config(base, p, out)
+        cfg = _config(base, p, out, descriptions)
         previous = _load_run(out, p, cfg)
         if previous is not None:
             done[p] = previous
@@ -311,7 +315,7 @@ def run_sweep(
     _check_budget(base, math.inf if plain else spend)
     for k, p in enumerate(todo, 1):
         info(f"run {k}/{len(todo)}: {p.name}")
-        cfg = _config(base, p, out)
+        cfg = _config(base, p, out, descriptions)
         res = run(cfg)
         _save_run(out, p, cfg, res)
         done[p] = res
@@ -330,24 +334,26 @@ def run_sweep(
 
 def placeholder_adapter(adapters: Sequence[str], *, lora_freeze_a: bool, head_init: str,
                         descriptions: bool) -> str:
-    """An adapter for which the sweep's shared options form a valid base configuration.
+    """The adapter of the sweep's base configuration (each run then sets its own).
 
-    ``--lora-freeze-a`` needs lora; ``--label-descriptions`` without ``--head-init
-    labels`` only applies to ``evidence``.
+    ``--lora-freeze-a`` needs lora (``run_sweep`` refuses it without lora among the
+    adapters); ``--label-descriptions`` without ``--head-init labels`` applies to
+    ``evidence`` only (the base then carries them only if its adapter is evidence).
     """
-    if lora_freeze_a and "lora" in adapters:
+    if lora_freeze_a:
         return "lora"
     if descriptions and head_init != "labels" and "evidence" in adapters:
         return "evidence"
     return adapters[0]
 
 
-def _config(base: TrainConfig, p: GridPoint, out: Path) -> TrainConfig:
+def _config(base: TrainConfig, p: GridPoint, out: Path, descriptions: Path | None
+            ) -> TrainConfig:
     """One run's options: the options that do not apply to its adapter are dropped."""
     evidence = p.adapter == "evidence"
     return base.replace(epsilon=p.epsilon, adapter=p.adapter, seed=p.seed,
                         lora_freeze_a=base.lora_freeze_a and p.adapter == "lora",
-                        label_descriptions=base.label_descriptions
+                        label_descriptions=descriptions
                         if evidence or base.head_init == "labels" else None,
                         out=out / "runs" / p.name, resume=True)
 

@@ -100,6 +100,11 @@ def sweep(
     ads = parse_adapters(adapters)
     points = grid(eps, ads, seeds, seed)
     excluded = tuple(p.strip() for p in (exclude_labels or "").split(",") if p.strip())
+    if label_descriptions is not None and head_init != "labels" and "evidence" not in ads:
+        raise BadInput("--label-descriptions needs --head-init labels or evidence among "
+                       "--adapters")
+    placeholder = placeholder_adapter(ads, lora_freeze_a=lora_freeze_a, head_init=head_init,
+                                      descriptions=label_descriptions is not None)
     base = TrainConfig(
         data=data, out=out / "runs", text_col=text_col, label_col=label_col,
         label_sep=label_sep, id_col=id_col, top_labels=top_labels, exclude_labels=excluded,
@@ -107,14 +112,13 @@ def sweep(
         lr_schedule=lr_schedule, ema_decay=ema_decay, lora_r=lora_r,  # type: ignore[arg-type]
         lora_freeze_a=lora_freeze_a,
         head_init=head_init, head_init_scale=head_init_scale,  # type: ignore[arg-type]
-        label_descriptions=label_descriptions,
+        label_descriptions=label_descriptions if placeholder == "evidence"
+        or head_init == "labels" else None,
         lora_layers=_int_or(lora_layers, "--lora-layers", "all"),
         max_length=_int_or(max_length, "--max-length", "auto"), delta=delta, test_frac=test_frac,
         val_frac=val_frac, split_seed=split_seed, seed=seed, epsilon=eps[0],
         # a placeholder: each run sets its own adapter and the options that apply to it
-        adapter=placeholder_adapter(ads, lora_freeze_a=lora_freeze_a,  # type: ignore[arg-type]
-                                    head_init=head_init,
-                                    descriptions=label_descriptions is not None),
+        adapter=placeholder,  # type: ignore[arg-type]
         ledger=ledger, quiet=quiet)
     console.print(f"sweep: {len(points)} runs ({len(ads)} adapter(s) × {len(eps)} ε × "
                   f"{seeds} seed(s)); DP runs spend ε = {total_epsilon(points):g} in total on "
@@ -122,7 +126,8 @@ def sweep(
                   f"{n_non_private(points)} non-private run(s) are recorded as ε = ∞",
                   highlight=False)
     result = run_sweep(base, epsilons=eps, adapters=ads, seeds=seeds, out=out,
-                       baseline=baseline, n_boot=n_boot, test_seed=split_seed)
+                       baseline=baseline, n_boot=n_boot, test_seed=split_seed,
+                       label_descriptions=label_descriptions)
     for s in result.summary:
         sd = s["weighted_f1_sd"]
         shown = f"{s['weighted_f1_mean']:.3f}" + (f" ± {sd:.3f}" if sd is not None else "")
