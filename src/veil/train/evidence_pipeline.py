@@ -86,12 +86,10 @@ def train_evidence(config: TrainConfig, data: Any, ledger: Any, timer: Any,
                    on_epoch_end: Callable[[int, dict[str, Any]], None] | None,
                    descriptions: dict[str, list[str]] | None) -> Any:
     """Train and release an evidence classifier; returns a :class:`TrainResult`."""
-    from veil.privacy.rng import make_rng
     from veil.train import evaluate as ev
     from veil.train.checkpoint import Checkpointer
-    from veil.train.facade import EvalResult, TrainResult
+    from veil.train.facade import TrainResult, held_out_evaluation
     from veil.train.loop import fit, targets
-    from veil.train.metrics import classification_metrics
     from veil.train.release import write_release
 
     space = data.space
@@ -118,24 +116,9 @@ def train_evidence(config: TrainConfig, data: Any, ledger: Any, timer: Any,
         result = fit(model, examples, config, validate=validate, checkpointer=checkpointer,
                      on_epoch_end=on_epoch_end)
     with timer("evaluate"):
-        if data.val is not None:
-            rule = ev.tune_thresholds(probabilities(model, held["validation"], multi),
-                                      space.onehot(data.val.y), space.names, config.thresholds,
-                                      multi)
-        else:
-            rule = ev.tune_thresholds(np.zeros((0, len(space.names))), np.zeros((0, 0)),
-                                      space.names, "fixed", multi)
-        split = "test" if data.test is not None else "validation"
-        part = data.test if data.test is not None else data.val
-        probs = probabilities(model, held[split], multi)
-        y_true = space.onehot(part.y)
-        y_pred = ev.decide(probs, rule, space.names)
-        metrics = classification_metrics(y_true, y_pred, probs, space.names,
-                                         make_rng(config.seed), multi_label=multi,
-                                         n_boot=config.n_boot)
-        metrics["split"] = split
-    evaluation = EvalResult(metrics, list(space.names), multi, list(part.ids), y_true, y_pred,
-                            probs, 0)
+        rule, evaluation = held_out_evaluation(
+            config, data, lambda split: probabilities(model, held[split], multi))
+        split = evaluation.metrics["split"]
     window = int(getattr(evidence.encoder, "max_seq_length", 0) or 0)
     out = write_release(config, model, None, data, result, evaluation, rule, ledger,
                         max_length=window, n_cut=n_windowed, timer=timer,

@@ -167,14 +167,12 @@ def _train(config: TrainConfig, data: Any, ledger: Any, timer: Any,
            on_epoch_end: Callable[[int, dict[str, Any]], None] | None,
            descriptions: dict[str, list[str]] | None) -> TrainResult:
     from veil.models import load_tokenizer
-    from veil.privacy.rng import make_rng
     from veil.train import evaluate as ev
     from veil.train.checkpoint import Checkpointer
     from veil.train.classifier import build_classifier
     from veil.train.data import choose_max_length
     from veil.train.features import attach_cached, encode, score, token_ids, uses_prefix
     from veil.train.loop import fit, targets
-    from veil.train.metrics import classification_metrics
     from veil.train.release import write_release
 
     space = data.space
@@ -226,24 +224,11 @@ def _train(config: TrainConfig, data: Any, ledger: Any, timer: Any,
         result = fit(model, examples, config, validate=validate, checkpointer=checkpointer,
                      on_epoch_end=on_epoch_end)
     with timer("evaluate"):
-        if data.val is not None:
-            val_probs = score(model, held["validation"], space.multi_label, config.chunk_pool)
-            rule = ev.tune_thresholds(val_probs, space.onehot(data.val.y), space.names,
-                                      config.thresholds, space.multi_label)
-        else:
-            rule = ev.tune_thresholds(np.zeros((0, len(space.names))), np.zeros((0, 0)),
-                                      space.names, "fixed", space.multi_label)
-        split = "test" if data.test is not None else "validation"
-        part = data.test if data.test is not None else data.val
-        probs = score(model, held[split], space.multi_label, config.chunk_pool)
-        y_true = space.onehot(part.y)
-        y_pred = ev.decide(probs, rule, space.names)
-        metrics = classification_metrics(y_true, y_pred, probs, space.names,
-                                         make_rng(config.seed), multi_label=space.multi_label,
-                                         n_boot=config.n_boot)
-        metrics["split"] = split
-    evaluation = EvalResult(metrics, list(space.names), space.multi_label, list(part.ids),
-                            y_true, y_pred, probs, held[split].n_cut)
+        rule, evaluation = held_out_evaluation(
+            config, data,
+            lambda split: score(model, held[split], space.multi_label, config.chunk_pool))
+        split = evaluation.metrics["split"]
+        evaluation.n_cut = held[split].n_cut
     out = write_release(config, model, tokenizer, data, result, evaluation, rule, ledger,
                         max_length=max_length, n_cut=n_cut, timer=timer)
     checkpointer.clear()
@@ -251,6 +236,35 @@ def _train(config: TrainConfig, data: Any, ledger: Any, timer: Any,
          f"-> {config.out}")
     return TrainResult(config.out, out, result, evaluation, split, rule, max_length, n_cut,
                        data.summary(), dict(timer.timings))
+
+
+def held_out_evaluation(config: TrainConfig, data: Any,
+                        probabilities: Callable[[str], np.ndarray]
+                        ) -> tuple[dict[str, Any], EvalResult]:
+    """The decision rule (tuned on the validation split) and the metrics on the test split
+    (or, without one, the validation split); ``probabilities(split)`` scores
+    ``"validation"`` or ``"test"``."""
+    from veil.privacy.rng import make_rng
+    from veil.train import evaluate as ev
+    from veil.train.metrics import classification_metrics
+
+    space = data.space
+    if data.val is not None:
+        rule = ev.tune_thresholds(probabilities("validation"), space.onehot(data.val.y),
+                                  space.names, config.thresholds, space.multi_label)
+    else:
+        rule = ev.tune_thresholds(np.zeros((0, len(space.names))), np.zeros((0, 0)),
+                                  space.names, "fixed", space.multi_label)
+    split = "test" if data.test is not None else "validation"
+    part = data.test if data.test is not None else data.val
+    probs = probabilities(split)
+    y_true = space.onehot(part.y)
+    y_pred = ev.decide(probs, rule, space.names)
+    metrics = classification_metrics(y_true, y_pred, probs, space.names, make_rng(config.seed),
+                                     multi_label=space.multi_label, n_boot=config.n_boot)
+    metrics["split"] = split
+    return rule, EvalResult(metrics, list(space.names), space.multi_label, list(part.ids),
+                            y_true, y_pred, probs)
 
 
 def _descriptions(config: TrainConfig, labels: Sequence[str]) -> dict[str, list[str]] | None:
