@@ -15,7 +15,7 @@ from veil.privacy.dpsgd import DPConfig, DPTrainer, classification_loss
 from veil.train.evidence import (
     COSINE_OFFSET,
     LabelEvidence,
-    label_terms,
+    label_polarity,
     sentences,
     stem,
     term_mentions,
@@ -44,7 +44,7 @@ def evidence(encoder: Any) -> LabelEvidence:
 
 
 def test_terms_are_content_words_cut_to_six_letters() -> None:
-    terms = label_terms(LABELS, DESCRIPTIONS)
+    terms = {lab: list(p) for lab, p in label_polarity(LABELS, DESCRIPTIONS).items()}
     # "the", "is", "in" are stop words; the label name counts; six-letter truncation
     assert terms["Cardiomegaly"] == sorted({"cardio", "heart", "enlarg", "cardia", "silhou"})
     assert terms["Pleural Effusion"] == sorted({"pleura", "effusi", "fluid", "space"})
@@ -55,7 +55,7 @@ def test_terms_are_content_words_cut_to_six_letters() -> None:
 def test_template_descriptions_add_no_terms(encoder: Any) -> None:
     filled = {**default_descriptions(LABELS), **DESCRIPTIONS}  # as load_descriptions fills in
     ev = LabelEvidence(LABELS, filled, encoder)
-    assert ev.terms == label_terms(LABELS, DESCRIPTIONS)
+    assert ev.polarity == label_polarity(LABELS, DESCRIPTIONS)
     assert ev.descriptions["normal"] == default_descriptions(["normal"])["normal"]
     assert "normal" not in ev.given
 
@@ -87,8 +87,6 @@ def test_trigger_words_are_neither_affirmed_nor_negated() -> None:
 
 
 def test_polarity_follows_the_descriptions() -> None:
-    from veil.train.evidence import label_polarity
-
     pol = label_polarity(["normal"], {"normal": ["no pleural effusion", "lungs are clear"]})
     assert pol["normal"] == {"normal": 1, "pleura": -1, "effusi": -1, "lungs": 1, "clear": 1}
 
@@ -108,6 +106,7 @@ def test_features_of_a_document_do_not_depend_on_other_documents(
     assert together.shape == (4, evidence.n_features)
     np.testing.assert_allclose(together, alone, atol=1e-5)
     assert np.isfinite(together).all()
+    assert evidence.features([]).shape == (0, evidence.n_features)
 
 
 def test_feature_layout(evidence: LabelEvidence, encoder: Any) -> None:
@@ -153,7 +152,9 @@ def test_a_sentence_longer_than_the_window_is_embedded_in_windows(encoder: Any) 
     long_sentence = " ".join(["the heart is enlarged"] * 200)  # > 256 tokens, no full stop
     x = ev.features([long_sentence, "Normal."])
     assert ev.n_windowed == 1
-    assert len(ev._windows(long_sentence)) >= 3
+    from veil.train.teacher import encoder_windows
+
+    assert len(encoder_windows(encoder, long_sentence)) >= 3
     assert np.isfinite(x).all()
 
 

@@ -52,6 +52,8 @@ from typing import Any
 
 import numpy as np
 
+from veil.train.teacher import WINDOW_MARGIN, default_descriptions, embed_texts, encoder_windows
+
 FORMAT = "veil-label-evidence/1"
 
 NEGATION_TRIGGERS: tuple[str, ...] = (
@@ -96,10 +98,6 @@ _TERMINATOR = _phrase(SCOPE_TERMINATORS)
 _TRIGGER_WORDS = frozenset(w for t in (*NEGATION_TRIGGERS, *POST_NEGATION_TRIGGERS)
                            for w in t.split() if len(t.split()) == 1)
 
-WINDOW_MARGIN = 16
-"""Tokens kept free in each encoder window: a window cut from the text at token offsets can
-tokenize a few tokens longer on its own, and the encoder would silently cut the excess."""
-
 
 def sentences(text: str) -> list[str]:
     """The non-empty sentences of ``text`` (split after . ! ? ; : and at line breaks)."""
@@ -132,12 +130,6 @@ def label_polarity(labels: Sequence[str], descriptions: Mapping[str, Sequence[st
         out[label] = {t: (1 if t in positive else -1) for t in sorted(positive | negative)
                       if len(t) > 1 and t not in stop}
     return out
-
-
-def label_terms(labels: Sequence[str], descriptions: Mapping[str, Sequence[str]]
-                ) -> dict[str, list[str]]:
-    """Per label, the sorted terms (stems) of its name and descriptions."""
-    return {lab: list(terms) for lab, terms in label_polarity(labels, descriptions).items()}
 
 
 def term_mentions(text: str) -> tuple[set[str], set[str]]:
@@ -199,8 +191,6 @@ class LabelEvidence:
 
     def __init__(self, labels: Sequence[str], descriptions: Mapping[str, Sequence[str]] | None,
                  encoder: Any, batch_size: int = 64) -> None:
-        from veil.train.teacher import default_descriptions
-
         self.labels = list(labels)
         defaults = default_descriptions(self.labels)
         # the user's own texts (template texts filled in by load_descriptions carry no terms)
@@ -262,23 +252,8 @@ class LabelEvidence:
             out.append([PRIOR_WEIGHT if c in wanted else 0.0 for c in block])
         return out
 
-    def _embed(self, texts: list[str]) -> np.ndarray:
-        out = self.encoder.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
-                                  convert_to_numpy=True, show_progress_bar=False)
-        return np.asarray(out, dtype=np.float32)
-
-    def _windows(self, sentence: str) -> list[str]:
-        """The text, or token windows of it that each fit the encoder (never cut)."""
-        limit = int(getattr(self.encoder, "max_seq_length", 0) or 0) - 2 - WINDOW_MARGIN
-        tokenizer = getattr(self.encoder, "tokenizer", None)
-        if limit <= 0 or tokenizer is None:
-            return [sentence]
-        offsets = tokenizer(sentence, add_special_tokens=False,
-                            return_offsets_mapping=True)["offset_mapping"]
-        if len(offsets) <= limit:
-            return [sentence]
-        return [sentence[offsets[s][0]:offsets[min(s + limit, len(offsets)) - 1][1]]
-                for s in range(0, len(offsets), limit)]
+    def _embed(self, texts: list[str], what: str | None = None) -> np.ndarray:
+        return embed_texts(self.encoder, texts, self.batch_size, what).astype(np.float32)
 
     def features(self, texts: Sequence[str]) -> np.ndarray:
         """``(n, n_features)`` float32: each row a function of its own document only.
@@ -307,15 +282,15 @@ class LabelEvidence:
                     any(sign[t] > 0 for t in negated & sign.keys())
                     or any(sign[t] < 0 for t in affirmed & sign.keys()))
             parts = sentences(text)
-            wins = [w for s in parts for w in self._windows(s)]
+            wins = [w for s in parts for w in encoder_windows(self.encoder, s)]
             self.n_windowed += len(wins) > len(parts)
             wins = wins or [""]
             pieces.extend(wins)
             owner.extend([i] * len(wins))
-            doc_wins = self._windows(text)
+            doc_wins = encoder_windows(self.encoder, text)
             whole.extend(doc_wins)
             whole_owner.extend([i] * len(doc_wins))
-        emb = self._embed_all(pieces, "embedding sentences")
+        emb = self._embed(pieces, "embedding sentences")
         who = np.asarray(owner, dtype=int)
         pos, neg = emb @ self._positive.T, emb @ self._negative.T
         best = np.full((n, self.n_descriptions), -np.inf, dtype=np.float32)
@@ -323,8 +298,7 @@ class LabelEvidence:
         np.maximum.at(best, who, pos)
         np.maximum.at(contrast, who, pos - neg)
         doc = np.zeros((n, emb.shape[1]), dtype=np.float32)
-        np.add.at(doc, np.asarray(whole_owner, dtype=int), self._embed_all(whole,
-                                                                          "embedding reports"))
+        np.add.at(doc, np.asarray(whole_owner, dtype=int), self._embed(whole, "embedding reports"))
         doc /= np.maximum(np.linalg.norm(doc, axis=1, keepdims=True), 1e-12)
         sim0 = 2 * v + 2 * n_lab
         d = self.n_descriptions
@@ -332,15 +306,6 @@ class LabelEvidence:
         x[:, sim0 + d:sim0 + 2 * d] = contrast
         x[:, sim0 + 2 * d:] = doc @ self._positive.T - COSINE_OFFSET
         return x
-
-    def _embed_all(self, texts: list[str], what: str) -> np.ndarray:
-        from veil.progress import track
-
-        out = np.zeros((len(texts), self._positive.shape[1]), dtype=np.float32)
-        starts = range(0, len(texts), self.batch_size)
-        for s in track(starts, what, total=len(starts)):
-            out[s:s + self.batch_size] = self._embed(texts[s:s + self.batch_size])
-        return out
 
     def spec(self) -> dict[str, Any]:
         """What rebuilds this feature map (saved as ``evidence.json`` in the model folder)."""

@@ -94,6 +94,44 @@ def default_descriptions(labels: Sequence[str]) -> dict[str, list[str]]:
     return {lab: [t.format(label=lab) for t in DEFAULT_TEMPLATES] for lab in labels}
 
 
+WINDOW_MARGIN = 16
+"""Tokens kept free in each encoder window: a window cut from the text at token offsets can
+tokenize a few tokens longer on its own, and the encoder would silently cut the excess."""
+
+
+def encoder_windows(encoder: Any, text: str) -> list[str]:
+    """``text``, or token windows of it that each fit the sentence encoder (never cut)."""
+    limit = int(getattr(encoder, "max_seq_length", 0) or 0) - 2 - WINDOW_MARGIN
+    tokenizer = getattr(encoder, "tokenizer", None)
+    if limit <= 0 or tokenizer is None:
+        return [text]
+    offsets = tokenizer(text, add_special_tokens=False,
+                        return_offsets_mapping=True)["offset_mapping"]
+    if len(offsets) <= limit:
+        return [text]
+    return [text[offsets[s][0]:offsets[min(s + limit, len(offsets)) - 1][1]]
+            for s in range(0, len(offsets), limit)]
+
+
+def embed_texts(encoder: Any, texts: Sequence[str], batch_size: int,
+                what: str | None = None) -> np.ndarray:
+    """Unit-norm embeddings ``(n, d)`` (float64), in batches; a progress bar when ``what``."""
+    from veil.progress import track
+
+    def one(batch: Sequence[str]) -> np.ndarray:
+        out = encoder.encode(list(batch), batch_size=batch_size, normalize_embeddings=True,
+                             convert_to_numpy=True, show_progress_bar=False)
+        return np.asarray(out, dtype=np.float64)
+
+    if not texts:
+        return np.zeros((0, int(encoder.get_embedding_dimension() or 0)))
+    if what is None:
+        return one(texts)
+    starts = range(0, len(texts), batch_size)
+    return np.concatenate([one(texts[s:s + batch_size])
+                           for s in track(starts, what, total=len(starts))])
+
+
 def _normalise(x: np.ndarray) -> np.ndarray:
     norm = np.linalg.norm(x, axis=-1, keepdims=True)
     return np.asarray(x / np.where(norm > 0, norm, 1.0))
@@ -130,39 +168,24 @@ class ZeroShotTeacher:
         self.label_matrix = np.stack(rows)  # (L, d), unit rows
 
     def _embed(self, texts: list[str]) -> np.ndarray:
-        out = self.encoder.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
-                                  convert_to_numpy=True, show_progress_bar=False)
-        return np.asarray(out, dtype=np.float64)
+        return embed_texts(self.encoder, texts, self.batch_size)
 
     def _windows(self, text: str) -> list[str]:
-        """The text, or token windows of it that each fit the encoder (cut on token offsets)."""
-        limit = int(getattr(self.encoder, "max_seq_length", 0) or 0) - 2
-        tokenizer = getattr(self.encoder, "tokenizer", None)
-        if limit <= 0 or tokenizer is None:
-            return [text]
-        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        offsets = enc["offset_mapping"]
-        if len(offsets) <= limit:
-            return [text]
-        self.n_windowed += 1
-        return [text[offsets[s][0]:offsets[min(s + limit, len(offsets)) - 1][1]]
-                for s in range(0, len(offsets), limit)]
+        """The text, or token windows of it that each fit the encoder (counted)."""
+        wins = encoder_windows(self.encoder, text)
+        self.n_windowed += len(wins) > 1
+        return wins
 
     def score(self, texts: Sequence[str]) -> np.ndarray:
         """Cosine similarity of each document with each label, ``(n, L)`` in [-1, 1]."""
-        from veil.progress import track
-
         pieces: list[str] = []
         owner: list[int] = []
         for i, text in enumerate(texts):
             wins = self._windows(text)
             pieces.extend(wins)
             owner.extend([i] * len(wins))
-        emb = np.zeros((len(pieces), self.label_matrix.shape[1]))
-        starts = range(0, len(pieces), self.batch_size)
-        for s in track(starts, "embedding documents", total=len(starts)):
-            emb[s:s + self.batch_size] = self._embed(pieces[s:s + self.batch_size])
-        doc = np.zeros((len(texts), emb.shape[1]))
+        emb = embed_texts(self.encoder, pieces, self.batch_size, "embedding documents")
+        doc = np.zeros((len(texts), self.label_matrix.shape[1]))
         np.add.at(doc, np.asarray(owner, dtype=int), emb)
         return np.asarray(_normalise(doc) @ self.label_matrix.T)
 
