@@ -12,6 +12,7 @@ import random
 from pathlib import Path
 
 import pytest
+from train_checks import predict_and_evaluate_reproduce_metrics
 
 from veil.cli import run
 
@@ -96,25 +97,7 @@ def test_release_reaches_weighted_f1_above_0_9_with_the_stated_guarantee(
 
 
 def test_predict_and_evaluate_reload_the_model(trained: dict[str, Path]) -> None:
-    from sklearn.metrics import f1_score
-
-    root, out, test = trained["root"], trained["out"], trained["test"]
-    preds, ev = root / "preds.jsonl", root / "eval.json"
-    assert run(["predict", str(out), str(test), "--id-col", "id", "--out", str(preds),
-                "--quiet"]) == 0
-    assert run(["evaluate", str(out), str(test), "--label-col", "labels", "--label-sep", ";",
-                "--id-col", "id", "--out", str(ev), "--quiet"]) == 0
-    saved = json.loads((out / "metrics.json").read_text())
-    again = json.loads(ev.read_text())
-    assert again["weighted_f1"]["value"] == pytest.approx(saved["weighted_f1"]["value"], abs=1e-9)
-    labels = json.loads((out / "labels.json").read_text())["labels"]
-    rows = [json.loads(line) for line in preds.read_text().splitlines()]
-    with test.open() as fh:
-        gold = {r["id"]: r["labels"].split(";") if r["labels"] else [] for r in csv.DictReader(fh)}
-    y_true = [[int(lab in gold[r["id"]]) for lab in labels] for r in rows]
-    y_pred = [[int(lab in r["labels"]) for lab in labels] for r in rows]
-    assert f1_score(y_true, y_pred, average="weighted") == pytest.approx(
-        saved["weighted_f1"]["value"], abs=1e-9)
+    predict_and_evaluate_reproduce_metrics(trained["root"], trained["out"], trained["test"])
 
 
 def test_a_changed_term_rule_refuses_to_load(trained: dict[str, Path], tmp_path: Path) -> None:
