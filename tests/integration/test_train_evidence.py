@@ -113,6 +113,10 @@ def test_a_changed_term_rule_refuses_to_load(trained: dict[str, Path], tmp_path:
     (copy / "evidence.json").write_text(json.dumps(spec))
     with pytest.raises(BadInput, match="other feature rules"):
         load_model(copy)
+    spec["format"] = "veil-label-evidence/1"  # a folder from an earlier veil (other blocks)
+    (copy / "evidence.json").write_text(json.dumps(spec))
+    with pytest.raises(BadInput, match="evidence/1, this veil reads"):
+        load_model(copy)
 
 
 def test_resume_after_a_crash_gives_the_uninterrupted_run(tmp_path: Path) -> None:

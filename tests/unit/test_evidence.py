@@ -139,12 +139,14 @@ def test_blocks_hold_own_terms_the_summary_and_own_descriptions(
     cardio = set(blocks[0])
     assert {col["enlarg"], v + col["enlarg"]} <= cardio
     assert col["effusi"] not in cardio and v + col["effusi"] not in cardio
-    assert set(range(2 * v, 2 * v + 2 * n_lab)) <= cardio  # every label sees the summary
+    # its own summary (evidence for, against) only: its descriptions negate nothing
+    assert not evidence.reads_other_labels("Cardiomegaly")
+    assert cardio & set(range(2 * v, 2 * v + 2 * n_lab)) == {2 * v, 2 * v + n_lab}
     s0 = 2 * v + 2 * n_lab
     own_desc = [0, 1]  # Cardiomegaly's two descriptions come first
     assert {s0 + k * d + j for k in range(3) for j in own_desc} <= cardio
     assert s0 + 2 not in cardio  # Pleural Effusion's description
-    assert len(blocks[0]) == 2 * len(evidence.terms["Cardiomegaly"]) + 2 * n_lab + 3 * 2
+    assert len(blocks[0]) == 2 * len(evidence.terms["Cardiomegaly"]) + 2 + 3 * 2
 
 
 def test_a_sentence_longer_than_the_window_is_embedded_in_windows(encoder: Any) -> None:
@@ -255,6 +257,11 @@ def test_prior_and_summary_read_negative_terms_as_evidence_for(encoder: Any) -> 
     w = dict(zip(block, prior, strict=True))
     assert w[v + col["effusi"]] == PRIOR_WEIGHT and w[col["effusi"]] == 0.0
     assert w[col["normal"]] == PRIOR_WEIGHT
+    # "normal" negates a term, so its model sees every label's summary; the other only its own
+    assert ev.reads_other_labels("normal") and not ev.reads_other_labels("Pleural Effusion")
+    summary = set(range(2 * v, 2 * v + 4))
+    assert summary <= set(block)
+    assert summary & set(ev.blocks()[1]) == {2 * v + 1, 2 * v + 3}
     x = ev.features(["No pleural effusion.", "Large pleural effusion."])
     # summary: [for normal, for PE, against normal, against PE]
     np.testing.assert_array_equal(x[0, 2 * v:2 * v + 4], [1, 0, 0, 1])

@@ -133,8 +133,12 @@ def _load_evidence(folder: Path, meta: dict[str, Any], thresholds: dict[str, Any
     from veil.train.evidence_pipeline import build
 
     spec = _read_json(folder / "evidence.json")
-    if not isinstance(spec, dict) or spec.get("format") != EVIDENCE_FORMAT:
+    if not isinstance(spec, dict) or not str(spec.get("format", "")).startswith(
+            EVIDENCE_FORMAT.rsplit("/", 1)[0] + "/"):
         raise BadInput("not a veil model folder (evidence.json format)", path=folder)
+    if spec["format"] != EVIDENCE_FORMAT:
+        raise BadInput(f"evidence.json is {spec['format']}, this veil reads {EVIDENCE_FORMAT}; "
+                       "retrain with this veil version", path=folder)
     evidence, model = build(meta["labels"], spec["descriptions"], meta["base_model"],
                             bool(meta["multi_label"]))
     if json.loads(json.dumps(evidence.spec())) != spec:

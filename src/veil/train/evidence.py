@@ -19,9 +19,8 @@ Features (one vector per document, built from that document alone):
   terminator ("but", "however", ...) in between; the triggers' own words are neither.
 * **summary** — per label, whether the report holds evidence *for* it (one of its
   positive terms affirmed, or one of its negative terms negated) and evidence *against*
-  it (the reverse); every label sees these ("normal" is the absence of the others). A
-  term is *negative* for a label when its descriptions only negate it ("no pleural
-  effusion" for "normal").
+  it (the reverse). A term is *negative* for a label when its descriptions only negate
+  it ("no pleural effusion" for "normal").
 * **similarity** — per description ``d`` (the default templates when the label
   has none) with the public sentence encoder: the largest cosine between ``d``
   and a sentence of the report, the largest ``cos(s, d) − cos(s, not-d)`` over
@@ -29,7 +28,9 @@ Features (one vector per document, built from that document alone):
   between ``d`` and the whole report (the mean of its window embeddings when it
   exceeds the encoder's window). Raw cosines are shifted by :data:`COSINE_OFFSET`.
 
-Label ``l``'s model sees its own term and similarity features plus the summary.
+Label ``l``'s model sees its own term and similarity features and its own two summary
+features; a label with negative terms (whose descriptions negate other findings: "normal"
+is the absence of the others) also sees every label's summary (:meth:`LabelEvidence.blocks`).
 With ``--head-init labels`` its weights start at a public prior (:meth:`LabelEvidence.prior`):
 :data:`PRIOR_WEIGHT` on "affirmed" of each positive term and "negated" of each negative
 one, zero elsewhere — "a label is present when the report says what its descriptions
@@ -54,7 +55,8 @@ import numpy as np
 
 from veil.train.teacher import WINDOW_MARGIN, default_descriptions, embed_texts, encoder_windows
 
-FORMAT = "veil-label-evidence/1"
+FORMAT = "veil-label-evidence/2"
+"""Version of the feature map and its blocks; a model folder of another version is refused."""
 
 NEGATION_TRIGGERS: tuple[str, ...] = (
     "no", "not", "without", "negative for", "free of", "absence of", "rule out",
@@ -226,14 +228,30 @@ class LabelEvidence:
         """Length of one document's feature vector."""
         return 2 * self.n_terms + 2 * len(self.labels) + 3 * self.n_descriptions
 
+    def reads_other_labels(self, label: str) -> bool:
+        """Whether ``label``'s descriptions negate some term ("normal": "no pleural
+        effusion"): such a label is the absence of others, so its model sees every label's
+        summary; any other label sees only its own."""
+        return any(sign < 0 for sign in self.polarity[label].values())
+
     def blocks(self) -> list[list[int]]:
-        """Per label, the feature columns its model sees (own terms, summary, own similarity)."""
+        """Per label, the feature columns its model sees: its own terms (affirmed and
+        negated), its own summary (evidence for, against) or every label's when
+        :meth:`reads_other_labels`, and its own descriptions' similarity features.
+
+        Fewer weights mean less DP-SGD noise: with every label seeing the whole summary
+        (28 columns each on IU X-ray, 774 weights in all instead of 436), 8-fold
+        cross-validation on the training records gave weighted F1 0.789 instead of 0.846
+        at ε = 1 and 0.875 instead of 0.883 without noise (docs/train.md).
+        """
         v, n_lab, n_desc = self.n_terms, len(self.labels), self.n_descriptions
-        summary = list(range(2 * v, 2 * v + 2 * n_lab))
+        s0 = 2 * v
         sim0 = 2 * v + 2 * n_lab
         out = []
         for li, lab in enumerate(self.labels):
             own = [self._column[t] for t in self.terms[lab]]
+            summary = (list(range(s0, s0 + 2 * n_lab)) if self.reads_other_labels(lab)
+                       else [s0 + li, s0 + n_lab + li])
             desc = [int(j) for j in np.flatnonzero(self._owner == li)]
             out.append(own + [v + j for j in own] + summary
                        + [sim0 + k * n_desc + j for k in range(3) for j in desc])
