@@ -241,8 +241,8 @@ class LabelEvidence:
 
         Fewer weights mean less DP-SGD noise: with every label seeing the whole summary
         (28 columns each on IU X-ray, 774 weights in all instead of 436), 8-fold
-        cross-validation on the training records gave weighted F1 0.789 instead of 0.846
-        at ε = 1 and 0.875 instead of 0.883 without noise (docs/train.md).
+        cross-validation on the training records gave weighted F1 0.791 instead of 0.841
+        at ε = 1 and 0.876 instead of 0.884 without noise (docs/train.md).
         """
         v, n_lab, n_desc = self.n_terms, len(self.labels), self.n_descriptions
         s0 = 2 * v
