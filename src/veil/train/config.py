@@ -44,6 +44,14 @@ document–description correlations (≈ 0.07); chosen on IU X-ray validation lo
 DEFAULT_LR_NONPRIVATE = {"lora": 1e-3, "head": 1e-2, "full": 5e-5, "evidence": 3e-2}
 """AdamW learning rates per adapter for ``epsilon = inf`` when ``lr`` is not given."""
 
+LORA_OPTIONS = ("lora_r", "lora_alpha", "lora_targets", "lora_layers")
+"""Options that only ``--adapter lora`` reads."""
+
+ENCODER_INPUT_OPTIONS = ("pooling", "max_length", "coverage", "long_docs", "chunk_pool",
+                         "head_init_scale")
+"""Options of the transformer classifier's input and head that ``--adapter evidence`` does not
+read (its features embed whole sentences in windows, and its prior has its own scale)."""
+
 # options that change the trained weights; a checkpoint is only resumed if they all agree
 _RESUME_KEYS = (
     "data", "text_col", "label_col", "label_sep", "id_col", "task", "labels", "top_labels",
@@ -296,6 +304,16 @@ class TrainConfig:
             raise bad("labels", "must name at least two distinct labels")
         if not self.text_col.strip():
             raise bad("text_col", "must name at least one column")
+
+    def ignored_options(self) -> list[str]:
+        """The options set away from their defaults that this adapter does not read, as
+        command-line flags (the run warns about them; they do not change it)."""
+        unused = () if self.adapter == "lora" else LORA_OPTIONS
+        if self.adapter == "evidence":
+            unused += ENCODER_INPUT_OPTIONS
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        return ["--" + name.replace("_", "-") for name in unused
+                if getattr(self, name) != defaults[name]]
 
     def fingerprint(self) -> str:
         """SHA-256 of the options that change the trained weights (resume compatibility)."""
