@@ -308,7 +308,7 @@ class TrainConfig:
     def ignored_options(self) -> list[str]:
         """The options set away from their defaults that this adapter does not read, as
         command-line flags (the run warns about them; they do not change it)."""
-        unused = () if self.adapter == "lora" else LORA_OPTIONS
+        unused: tuple[str, ...] = () if self.adapter == "lora" else LORA_OPTIONS
         if self.adapter == "evidence":
             unused += ENCODER_INPUT_OPTIONS
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
