@@ -138,7 +138,7 @@ def _load_evidence(folder: Path, meta: dict[str, Any], thresholds: dict[str, Any
         raise BadInput("not a veil model folder (evidence.json format)", path=folder)
     if spec["format"] != EVIDENCE_FORMAT:
         raise BadInput(f"evidence.json is {spec['format']}, this veil reads {EVIDENCE_FORMAT}; "
-                       "retrain with this veil version", path=folder)
+                       "retrain with this version (or use the veil that wrote it)", path=folder)
     evidence, model = build(meta["labels"], spec["descriptions"], meta["base_model"],
                             bool(meta["multi_label"]))
     if json.loads(json.dumps(evidence.spec())) != spec:

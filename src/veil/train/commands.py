@@ -158,6 +158,8 @@ def train(
         clipping=clipping,  # type: ignore[arg-type]
         accountant=accountant, thresholds=thresholds,  # type: ignore[arg-type]
         seed=seed, secure=secure, resume=resume, merge=merge, ledger=ledger, quiet=quiet)
+    if ignored := config.ignored_options():
+        console.print(f"warning: this run does not read {', '.join(ignored)} (ignored)")
     result = run_train(config)
     wf1 = result.metrics["weighted_f1"]
     ci = wf1["ci95"]

@@ -47,8 +47,7 @@ DEFAULT_LR_NONPRIVATE = {"lora": 1e-3, "head": 1e-2, "full": 5e-5, "evidence": 3
 LORA_OPTIONS = ("lora_r", "lora_alpha", "lora_targets", "lora_layers")
 """Options that only ``--adapter lora`` reads."""
 
-ENCODER_INPUT_OPTIONS = ("pooling", "max_length", "coverage", "long_docs", "chunk_pool",
-                         "head_init_scale")
+ENCODER_INPUT_OPTIONS = ("pooling", "max_length", "long_docs", "chunk_pool", "head_init_scale")
 """Options of the transformer classifier's input and head that ``--adapter evidence`` does not
 read (its features embed whole sentences in windows, and its prior has its own scale)."""
 
@@ -306,11 +305,13 @@ class TrainConfig:
             raise bad("text_col", "must name at least one column")
 
     def ignored_options(self) -> list[str]:
-        """The options set away from their defaults that this adapter does not read, as
-        command-line flags (the run warns about them; they do not change it)."""
+        """The command-line options set away from their defaults that this run does not
+        read (``veil train`` warns about them; they do not change the trained model)."""
         unused: tuple[str, ...] = () if self.adapter == "lora" else LORA_OPTIONS
         if self.adapter == "evidence":
             unused += ENCODER_INPUT_OPTIONS
+        elif self.head_init != "labels":
+            unused += ("head_init_scale",)
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
         return ["--" + name.replace("_", "-") for name in unused
                 if getattr(self, name) != defaults[name]]
@@ -318,6 +319,10 @@ class TrainConfig:
     def fingerprint(self) -> str:
         """SHA-256 of the options that change the trained weights (resume compatibility)."""
         blob = {k: _plain(getattr(self, k)) for k in _RESUME_KEYS}
+        if self.adapter == "evidence":  # a checkpoint of other blocks cannot be resumed
+            from veil.train.evidence import FORMAT
+
+            blob["evidence_format"] = FORMAT
         blob.update({k: _plain(getattr(self, k)) for k, default in _RESUME_KEYS_IF_SET.items()
                      if getattr(self, k) != default})
         return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()

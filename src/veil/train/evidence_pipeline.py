@@ -105,6 +105,9 @@ def train_evidence(config: TrainConfig, data: Any, ledger: Any, timer: Any,
     info(f"label evidence: {evidence.n_terms} terms, {evidence.n_descriptions} descriptions, "
          f"{sum(p.numel() for p in model.parameters())} weights; {n_windowed} training "
          "documents have a sentence longer than the encoder window (embedded in windows)")
+    readers = [lab for lab in evidence.labels if evidence.reads_other_labels(lab)]
+    info("labels whose descriptions negate a term, so their model sees every label's "
+         f"evidence for/against: {', '.join(readers) if readers else 'none'}")
     examples = [({"features": torch.from_numpy(row)}, y)
                 for row, y in zip(x_train, targets(data.train.y), strict=True)]
     validate = None

@@ -144,9 +144,6 @@ def train(config: TrainConfig, *,
     try:
         timer = Timer()
         resolve(config.model)
-        if ignored := config.ignored_options():
-            info(f"warning: --adapter {config.adapter} does not read {', '.join(ignored)} "
-                 "(ignored)")
         with timer("read"):
             data = prepare_data(config)
         if data.val is None and data.test is None:
