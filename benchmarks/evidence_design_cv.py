@@ -109,12 +109,16 @@ def main() -> None:
         raise SystemExit("the recipe carves no validation split")
     texts = list(data.train.texts) + list(data.val.texts)
     y = np.vstack([space.onehot(data.train.y), space.onehot(data.val.y)]).astype(np.float32)
+    folds = np.array_split(np.random.default_rng(12345).permutation(len(texts)), args.folds)
+    n_train = len(texts) - len(folds[0]) - len(folds[1])
+    if n_train <= int(_config("evidence", 1.0, ns, args.out).batch_size):
+        raise SystemExit(f"--folds {args.folds} leaves {n_train} training records, fewer than "
+                         "the DP recipe's expected batch: use more folds")
     evidence, _ = build(space.names, load_descriptions(base.label_descriptions, space.names),
                         base.model, True)
     start = time.perf_counter()
     x, _ = cached_features(evidence, base.model, texts)
     print(f"features for {len(texts)} records in {time.perf_counter() - start:.0f} s")
-    folds = np.array_split(np.random.default_rng(12345).permutation(len(texts)), args.folds)
     rows: dict[str, list[float]] = {}
     for eps_text in args.eps.split(","):
         eps = math.inf if eps_text == "inf" else float(eps_text)
