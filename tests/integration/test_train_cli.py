@@ -13,7 +13,7 @@ import random
 from pathlib import Path
 
 import pytest
-from train_checks import predict_and_evaluate_reproduce_metrics
+from train_checks import predict_and_evaluate_reproduce_metrics, write_labelled_csv
 
 from veil.cli import run
 
@@ -35,11 +35,7 @@ def write_toy(path: Path, n: int, seed: int, *, long_every: int = 0) -> Path:
             for _ in range(2):
                 words.insert(rng.randrange(len(words) + 1), KEYWORDS[lab])
         rows.append({"id": f"r{seed}-{i}", "text": " ".join(words), "labels": ";".join(labs)})
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, ["id", "text", "labels"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+    return write_labelled_csv(path, rows)
 
 
 BASE = ["--label-col", "labels", "--label-sep", ";", "--id-col", "id", "--model", "tiny-bert",

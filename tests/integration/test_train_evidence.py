@@ -12,7 +12,7 @@ import random
 from pathlib import Path
 
 import pytest
-from train_checks import predict_and_evaluate_reproduce_metrics
+from train_checks import predict_and_evaluate_reproduce_metrics, write_labelled_csv
 
 from veil.cli import run
 
@@ -41,11 +41,7 @@ def write_reports(path: Path, n: int, seed: int, *, single: bool = False) -> Pat
                 parts.append(f"No {KEYWORDS[lab]}.")
         rng.shuffle(parts)
         rows.append({"id": f"r{seed}-{i}", "text": " ".join(parts), "labels": ";".join(labs)})
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, ["id", "text", "labels"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+    return write_labelled_csv(path, rows)
 
 
 def _args(data: Path, out: Path, root: Path, *extra: str) -> list[str]:

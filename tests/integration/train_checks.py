@@ -12,6 +12,15 @@ import pytest
 from veil.cli import run
 
 
+def write_labelled_csv(path: Path, rows: list[dict[str, str]]) -> Path:
+    """Write toy ``id,text,labels`` rows (labels ';'-separated) to ``path``."""
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, ["id", "text", "labels"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
 def predict_and_evaluate_reproduce_metrics(root: Path, out: Path, test: Path
                                            ) -> tuple[list[str], list[dict[str, Any]]]:
     """`veil predict` and `veil evaluate` on the saved model reproduce its metrics.json:

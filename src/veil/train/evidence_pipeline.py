@@ -87,10 +87,8 @@ def train_evidence(config: TrainConfig, data: Any, ledger: Any, timer: Any,
                    descriptions: dict[str, list[str]] | None) -> Any:
     """Train and release an evidence classifier; returns a :class:`TrainResult`."""
     from veil.train import evaluate as ev
-    from veil.train.checkpoint import Checkpointer
-    from veil.train.facade import TrainResult, held_out_evaluation
-    from veil.train.loop import fit, targets
-    from veil.train.release import write_release
+    from veil.train.facade import fit_and_release
+    from veil.train.loop import targets
 
     space = data.space
     multi = space.multi_label
@@ -114,20 +112,9 @@ def train_evidence(config: TrainConfig, data: Any, ledger: Any, timer: Any,
     if data.val is not None:
         x_val = held["validation"]
         validate = ev.validator_for(lambda m: probabilities(m, x_val, multi), data.val.y, multi)
-    checkpointer = Checkpointer(config.out, config.fingerprint(), data.fingerprint)
-    with timer("train"):
-        result = fit(model, examples, config, validate=validate, checkpointer=checkpointer,
-                     on_epoch_end=on_epoch_end)
-    with timer("evaluate"):
-        rule, evaluation = held_out_evaluation(
-            config, data, lambda split: probabilities(model, held[split], multi))
-        split = evaluation.metrics["split"]
     window = int(getattr(evidence.encoder, "max_seq_length", 0) or 0)
-    out = write_release(config, model, None, data, result, evaluation, rule, ledger,
-                        max_length=window, n_cut=n_windowed, timer=timer,
-                        evidence=evidence.spec())
-    checkpointer.clear()
-    info(f"weighted F1 ({split}) {evaluation.weighted_f1:.4f}; ε = {out.epsilon:.4g} "
-         f"-> {config.out}")
-    return TrainResult(config.out, out, result, evaluation, split, rule, window, n_windowed,
-                       data.summary(), dict(timer.timings))
+    return fit_and_release(
+        config, data, model, examples, validate=validate, ledger=ledger, timer=timer,
+        on_epoch_end=on_epoch_end,
+        probabilities=lambda split: probabilities(model, held[split], multi),
+        max_length=window, n_cut=n_windowed, evidence=evidence.spec())

@@ -168,12 +168,10 @@ def _train(config: TrainConfig, data: Any, ledger: Any, timer: Any,
            descriptions: dict[str, list[str]] | None) -> TrainResult:
     from veil.models import load_tokenizer
     from veil.train import evaluate as ev
-    from veil.train.checkpoint import Checkpointer
     from veil.train.classifier import build_classifier
     from veil.train.data import choose_max_length
     from veil.train.features import attach_cached, encode, score, token_ids, uses_prefix
-    from veil.train.loop import fit, targets
-    from veil.train.release import write_release
+    from veil.train.loop import targets
 
     space = data.space
     with timer("model"):
@@ -219,18 +217,40 @@ def _train(config: TrainConfig, data: Any, ledger: Any, timer: Any,
     if data.val is not None:
         validate = ev.validator(held["validation"], data.val.y, space.multi_label,
                                 config.chunk_pool)
+    return fit_and_release(
+        config, data, model, examples, validate=validate, ledger=ledger, timer=timer,
+        on_epoch_end=on_epoch_end,
+        probabilities=lambda split: score(model, held[split], space.multi_label,
+                                          config.chunk_pool),
+        held_n_cut=lambda split: held[split].n_cut, tokenizer=tokenizer,
+        max_length=max_length, n_cut=n_cut)
+
+
+def fit_and_release(config: TrainConfig, data: Any, model: Any, examples: list[Any], *,
+                    validate: Any, ledger: Any, timer: Any,
+                    on_epoch_end: Callable[[int, dict[str, Any]], None] | None,
+                    probabilities: Callable[[str], np.ndarray],
+                    held_n_cut: Callable[[str], int] | None = None, tokenizer: Any = None,
+                    max_length: int, n_cut: int, evidence: dict[str, Any] | None = None
+                    ) -> TrainResult:
+    """The steps every adapter shares once its model and examples exist: DP-SGD (or plain)
+    training with epoch checkpoints, thresholds and held-out metrics, the release (ledger
+    spend recorded before the folder appears), then the checkpoints cleared."""
+    from veil.train.checkpoint import Checkpointer
+    from veil.train.loop import fit
+    from veil.train.release import write_release
+
     checkpointer = Checkpointer(config.out, config.fingerprint(), data.fingerprint)
     with timer("train"):
         result = fit(model, examples, config, validate=validate, checkpointer=checkpointer,
                      on_epoch_end=on_epoch_end)
     with timer("evaluate"):
-        rule, evaluation = held_out_evaluation(
-            config, data,
-            lambda split: score(model, held[split], space.multi_label, config.chunk_pool))
+        rule, evaluation = held_out_evaluation(config, data, probabilities)
         split = evaluation.metrics["split"]
-        evaluation.n_cut = held[split].n_cut
+        if held_n_cut is not None:
+            evaluation.n_cut = held_n_cut(split)
     out = write_release(config, model, tokenizer, data, result, evaluation, rule, ledger,
-                        max_length=max_length, n_cut=n_cut, timer=timer)
+                        max_length=max_length, n_cut=n_cut, timer=timer, evidence=evidence)
     checkpointer.clear()
     info(f"weighted F1 ({split}) {evaluation.weighted_f1:.4f}; ε = {out.epsilon:.4g} "
          f"-> {config.out}")
